@@ -1,0 +1,48 @@
+"""augstream: augmented image batches streamed from a shared server.
+
+``import augstream`` stays light (numpy, httpx, pydantic): TensorFlow, Keras, FastAPI and
+OpenCV are imported only by the parts that need them.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("augstream")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+from ._exceptions import (  # noqa: E402
+    AugstreamError,
+    BusyError,
+    ConnectionLostError,
+    InvalidSpecError,
+    NotFoundError,
+    ProtocolError,
+    ServerError,
+    TruncatedError,
+)
+from .client import Client  # noqa: E402
+from .info import DatasetInfo, StreamHeader  # noqa: E402
+from .spec import Position, Shard, StreamSpec  # noqa: E402
+from .stream import Batch, RetryPolicy, Stream  # noqa: E402
+
+__all__ = [
+    "AugstreamError",
+    "Batch",
+    "BusyError",
+    "Client",
+    "ConnectionLostError",
+    "DatasetInfo",
+    "InvalidSpecError",
+    "NotFoundError",
+    "Position",
+    "ProtocolError",
+    "RetryPolicy",
+    "ServerError",
+    "Shard",
+    "Stream",
+    "StreamHeader",
+    "StreamSpec",
+    "TruncatedError",
+    "__version__",
+]

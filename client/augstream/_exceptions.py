@@ -1,0 +1,70 @@
+"""augstream's exceptions.
+
+```
+AugstreamError
+├── ProtocolError          bytes that are not a valid v1 frame stream (bad kind, CRC, size)
+│   └── TruncatedError     the stream ended inside a frame or without its end frame
+├── ServerError            the server said no (an HTTP error status or an in-band error frame)
+│   ├── InvalidSpecError   422: a field of the spec is wrong (also a ValueError)
+│   ├── NotFoundError      404: unknown dataset (also a LookupError)
+│   └── BusyError          429/503: too many streams; retry later
+└── ConnectionLostError    the server stayed unreachable after every retry
+```
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AugstreamError",
+    "BusyError",
+    "ConnectionLostError",
+    "InvalidSpecError",
+    "NotFoundError",
+    "ProtocolError",
+    "ServerError",
+    "TruncatedError",
+]
+
+
+class AugstreamError(Exception):
+    """Base of every error augstream raises on purpose."""
+
+
+class ProtocolError(AugstreamError):
+    """The bytes received are not a valid frame stream."""
+
+
+class TruncatedError(ProtocolError):
+    """The stream stopped in the middle of a frame or before its end frame."""
+
+
+class ServerError(AugstreamError):
+    """The server refused a request or reported a failure in the stream."""
+
+    def __init__(self, message: str, *, status: int = 500, kind: str = "server_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.kind = kind
+
+
+class InvalidSpecError(ServerError, ValueError):
+    """The spec (or an argument built into it) was rejected; the message names the field."""
+
+
+class NotFoundError(ServerError, LookupError):
+    """The server has no dataset of that name."""
+
+
+class BusyError(ServerError):
+    """The server is at its stream limit; ``retry_after`` says when to try again (seconds)."""
+
+    def __init__(
+        self, message: str, *, status: int = 503, kind: str = "busy", retry_after: float = 1.0
+    ) -> None:
+        super().__init__(message, status=status, kind=kind)
+        self.retry_after = retry_after
+
+
+class ConnectionLostError(AugstreamError):
+    """The connection broke and could not be re-established within the retry budget."""

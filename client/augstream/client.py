@@ -1,0 +1,96 @@
+"""``Client``: talk to an augstream server."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import httpx
+
+from ._http import error_from_response
+from .info import DatasetInfo
+from .spec import StreamSpec
+from .stream import RetryPolicy, Stream
+
+__all__ = ["Client"]
+
+
+class Client:
+    """A connection to one augstream server.
+
+    ``url`` defaults to the ``AUGSTREAM_URL`` environment variable; ``api_key`` (default
+    ``AUGSTREAM_API_KEY``) is sent as a bearer token. ``timeout`` is the longest silence
+    tolerated on a connection; servers send heartbeats well within it.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        url = url or os.environ.get("AUGSTREAM_URL")
+        if not url:
+            raise ValueError("no server URL: pass Client(url) or set AUGSTREAM_URL")
+        self.url = url.rstrip("/")
+        api_key = api_key if api_key is not None else os.environ.get("AUGSTREAM_API_KEY")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._retry = retry or RetryPolicy()
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": "augstream-client"},
+        )
+
+    def _get(self, path: str) -> Any:
+        response = self._http.get(path, headers=self._headers)
+        if response.status_code != 200:
+            raise error_from_response(response)
+        return response.json()
+
+    def health(self) -> bool:
+        """True when the server answers its health check."""
+        try:
+            return bool(self._get("/healthz").get("status") == "ok")
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def datasets(self) -> list[DatasetInfo]:
+        """The datasets the server offers."""
+        return [DatasetInfo.model_validate(d) for d in self._get("/v1/datasets")["datasets"]]
+
+    def dataset(self, name: str) -> DatasetInfo:
+        """One dataset's sample count and classes; ``NotFoundError`` if unknown."""
+        return DatasetInfo.model_validate(self._get(f"/v1/datasets/{name}"))
+
+    def stream(self, spec: StreamSpec | None = None, /, *, prefetch: int = 4, **fields: Any) -> Stream:
+        """Start streaming batches.
+
+        Pass a ``StreamSpec``, its fields as keyword arguments, or both (keywords win)::
+
+            client.stream(dataset="cats", target_size=(224, 224), batch_size=32, seed=1,
+                          rotation_range=20, horizontal_flip=True)
+
+        Without a ``seed`` one is drawn here, so a reconnect resumes the very same stream.
+        """
+        if spec is not None:
+            fields = {**spec.model_dump(exclude_unset=True), **fields}
+        resolved = StreamSpec.model_validate(fields)
+        if resolved.seed is None:
+            resolved = resolved.with_seed(secrets.randbelow(2**31))
+        return Stream(
+            self._http, resolved, headers=self._headers, prefetch=prefetch, retry=self._retry
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections (open streams stop working)."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

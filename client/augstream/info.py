@@ -1,0 +1,37 @@
+"""What a server says about its datasets and about a stream it starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .spec import StreamSpec
+
+__all__ = ["DatasetInfo", "StreamHeader"]
+
+
+class DatasetInfo(BaseModel):
+    """A dataset a server offers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    samples: int
+    class_indices: dict[str, int]
+    class_counts: dict[str, int] = {}
+
+
+class StreamHeader(BaseModel):
+    """The first frame of a stream: the resolved spec and what the batches will hold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    protocol: int
+    spec: StreamSpec
+    dataset: str
+    dataset_samples: int
+    samples: int
+    batches_per_epoch: int
+    class_indices: dict[str, int]
+    arrays: dict[str, Any]

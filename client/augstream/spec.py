@@ -1,0 +1,230 @@
+"""The one definition of a stream request, shared by the client and the server.
+
+Augmentation fields keep the names and the documented meaning of Keras' legacy
+``ImageDataGenerator``; see the README for the few places where augstream follows the
+documentation rather than the legacy implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ColorMode",
+    "ClassMode",
+    "FillMode",
+    "Interpolation",
+    "MAX_SIDE",
+    "Position",
+    "Shard",
+    "ShiftRange",
+    "StreamSpec",
+    "channels_for",
+]
+
+ColorMode = Literal["grayscale", "rgb", "rgba"]
+ClassMode = Literal["categorical", "binary", "sparse", "input", "none"]
+FillMode = Literal["constant", "nearest", "reflect", "wrap"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "box"]
+
+#: Largest accepted image side in pixels; a server may enforce a lower limit.
+MAX_SIDE = 8192
+
+_CHANNELS: dict[str, int] = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+# A shift range is a fraction (float < 1), pixels (float >= 1), whole pixels in (-n, n)
+# (int n), or a list of choices; the int/float distinction is ImageDataGenerator's own.
+ShiftRange = int | float | list[float]
+
+
+def channels_for(color_mode: ColorMode) -> int:
+    """Number of channels a ``color_mode`` produces."""
+    return _CHANNELS[color_mode]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Position(_Frozen):
+    """Where a stream starts: batch ``batch`` of epoch ``epoch`` (both 0-based)."""
+
+    epoch: NonNegativeInt = 0
+    batch: NonNegativeInt = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise ValueError(f"expected (epoch, batch), got {value!r}")
+            return {"epoch": value[0], "batch": value[1]}
+        return value
+
+
+class Shard(_Frozen):
+    """Shard ``index`` of ``count``: disjoint slices that together cover every epoch once."""
+
+    index: NonNegativeInt = 0
+    count: Annotated[int, Field(ge=1, le=65536)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise ValueError(f"expected (index, count), got {value!r}")
+            return {"index": value[0], "count": value[1]}
+        return value
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> Shard:
+        if self.index >= self.count:
+            raise ValueError(f"shard index must be < count {self.count}, got {self.index}")
+        return self
+
+
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+
+
+class StreamSpec(_Frozen):
+    """What to stream: which dataset, how to decode, batch and augment it.
+
+    A batch is a pure function of ``(spec, epoch, batch index)``: the same spec always gives
+    the same bytes. ``seed=None`` asks the server to pick one; the resolved spec in the
+    stream header carries it, so a resumed stream stays identical.
+    """
+
+    dataset: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
+    target_size: tuple[Side, Side] = (256, 256)
+    color_mode: ColorMode = "rgb"
+    classes: list[str] | None = Field(default=None, min_length=1)
+    class_mode: ClassMode = "categorical"
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    shuffle: bool = True
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    interpolation: Interpolation = "nearest"
+    keep_aspect_ratio: bool = False
+    dtype: Literal["uint8", "float32"] | None = None
+    start: Position = Position()
+    shard: Shard = Shard()
+    epochs: Annotated[int, Field(ge=1)] | None = None
+
+    # ImageDataGenerator's augmentation parameters, same names, same defaults.
+    rotation_range: Annotated[float, Field(ge=0, le=360)] = 0.0
+    width_shift_range: ShiftRange = 0.0
+    height_shift_range: ShiftRange = 0.0
+    shear_range: Annotated[float, Field(ge=0, le=90)] = 0.0
+    zoom_range: float | tuple[float, float] = 0.0
+    channel_shift_range: NonNegativeFloat = 0.0
+    brightness_range: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
+    fill_mode: FillMode = "nearest"
+    cval: float = 0.0
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    interpolation_order: Literal[0, 1, 3] = 1
+    rescale: float | None = None
+    samplewise_center: bool = False
+    samplewise_std_normalization: bool = False
+
+    @field_validator("width_shift_range", "height_shift_range")
+    @classmethod
+    def _check_shift(cls, value: ShiftRange) -> ShiftRange:
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("a list of shift choices must not be empty")
+        for v in values:
+            if not math.isfinite(v) or abs(v) > MAX_SIDE:
+                raise ValueError(f"expected a finite shift within +-{MAX_SIDE}, got {v!r}")
+        if not isinstance(value, list) and value < 0:
+            raise ValueError(f"expected a non-negative range, got {value!r}")
+        return value
+
+    @field_validator("zoom_range")
+    @classmethod
+    def _check_zoom(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
+        if isinstance(value, tuple):
+            lo, hi = value
+            if not (0 < lo <= hi <= 100):
+                raise ValueError(f"expected [lower, upper] with 0 < lower <= upper, got {value!r}")
+        elif not (0 <= value < 1):
+            raise ValueError(f"expected a float in [0, 1) or [lower, upper], got {value!r}")
+        return value
+
+    @field_validator("brightness_range")
+    @classmethod
+    def _check_brightness(
+        cls, value: tuple[float, float] | None
+    ) -> tuple[float, float] | None:
+        if value is not None and not (value[0] <= value[1] <= 100):
+            raise ValueError(f"expected [lower, upper] with lower <= upper, got {list(value)!r}")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _check_classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"class names must be unique, got {value!r}")
+        return value
+
+    @field_validator("rescale", "cval", "channel_shift_range")
+    @classmethod
+    def _check_finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> StreamSpec:
+        # As in Keras, std normalisation implies centring.
+        if self.samplewise_std_normalization and not self.samplewise_center:
+            object.__setattr__(self, "samplewise_center", True)
+        float_only = [
+            name
+            for name, active in (
+                ("rescale", self.rescale not in (None, 0.0, 1.0)),
+                ("samplewise_center", self.samplewise_center),
+            )
+            if active
+        ]
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", "float32" if float_only else "uint8")
+        elif self.dtype == "uint8" and float_only:
+            raise ValueError(
+                f"dtype='uint8' cannot carry the result of {float_only[0]}; "
+                "use dtype='float32' or leave dtype unset"
+            )
+        if self.epochs is not None and self.start.epoch >= self.epochs:
+            raise ValueError(
+                f"start.epoch must be < epochs ({self.epochs}), got {self.start.epoch}"
+            )
+        return self
+
+    @property
+    def channels(self) -> int:
+        """Channels per image for this spec's ``color_mode``."""
+        return channels_for(self.color_mode)
+
+    @property
+    def output_dtype(self) -> str:
+        """The resolved dtype of ``x`` (``dtype`` is never ``None`` after validation)."""
+        return self.dtype or "uint8"
+
+    def with_start(self, epoch: int, batch: int) -> StreamSpec:
+        """The same stream, starting at ``(epoch, batch)``."""
+        return self.model_copy(update={"start": Position(epoch=epoch, batch=batch)})
+
+    def with_seed(self, seed: int) -> StreamSpec:
+        """The same stream with a fixed ``seed``."""
+        return self.model_copy(update={"seed": seed})

@@ -1,0 +1,360 @@
+"""A live stream of batches: an endless iterator fed by a background reader thread.
+
+The reader follows the stream's position (epoch, batch). When the connection breaks, the
+body stops inside a frame, or a frame fails its checksum, it reconnects and asks for the
+next batch it has not delivered, so no batch is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from ._exceptions import (
+    BusyError,
+    ConnectionLostError,
+    ProtocolError,
+    ServerError,
+    TruncatedError,
+)
+from ._http import error_from_response, iter_frames
+from .info import StreamHeader
+from .spec import StreamSpec
+from .wire import Frame, FrameDecoder, FrameKind, decode_batch
+
+__all__ = ["Batch", "RetryPolicy", "Stream"]
+
+Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch and where it sits in the stream."""
+
+    epoch: int
+    index: int
+    sample_ids: list[int]
+    x: Array
+    y: Array | None
+
+    def as_keras(self) -> tuple[Array, Array] | Array:
+        """``(x, y)``, or ``x`` alone for ``class_mode='none'``, as Keras' iterators yield."""
+        return self.x if self.y is None else (self.x, self.y)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up on a broken stream: capped exponential backoff.
+
+    ``attempts`` counts consecutive failures without a batch delivered in between.
+    """
+
+    attempts: int = 6
+    backoff_s: float = 0.25
+    max_backoff_s: float = 5.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait before retry number ``failures`` (1-based)."""
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
+
+
+_END = object()
+# Failures worth a reconnect: the transport broke, or the bytes that arrived are unusable.
+_RETRYABLE = (httpx.TransportError, ProtocolError, BusyError)
+
+
+class _Connection:
+    """One HTTP response of a stream and its frame iterator."""
+
+    def __init__(self, http: httpx.Client, spec: StreamSpec, headers: dict[str, str]) -> None:
+        self._stack = ExitStack()
+        body = spec.model_dump(mode="json", exclude_defaults=True)
+        body["dataset"] = spec.dataset
+        try:
+            self.response = self._stack.enter_context(
+                http.stream("POST", "/v1/stream", json=body, headers=headers)
+            )
+            if self.response.status_code != 200:
+                self.response.read()
+                raise error_from_response(self.response)
+            self.frames = iter_frames(self.response, FrameDecoder())
+            first = next(self.frames, None)
+        except BaseException:
+            self._stack.close()
+            raise
+        if first is None or first.kind != FrameKind.HEADER:
+            self._stack.close()
+            raise ProtocolError("the stream did not start with a header frame")
+        self.header = StreamHeader.model_validate(first.json())
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _connect(
+    http: httpx.Client, spec: StreamSpec, headers: dict[str, str], retry: RetryPolicy
+) -> _Connection:
+    """Open a stream, retrying transient failures as a reconnect would."""
+    failures = 0
+    while True:
+        try:
+            return _Connection(http, spec, headers)
+        except _RETRYABLE as exc:
+            failures += 1
+            if failures > retry.attempts:
+                raise ConnectionLostError(
+                    f"could not start the stream at {http.base_url} after "
+                    f"{retry.attempts} retries; last error: {exc}"
+                ) from exc
+            delay = retry.delay(failures)
+            time.sleep(max(delay, exc.retry_after) if isinstance(exc, BusyError) else delay)
+
+
+def _server_error(frame: Frame) -> ServerError:
+    error = frame.json().get("error", {})
+    return ServerError(
+        f"the server stopped the stream: {error.get('message', 'no message')}",
+        status=500,
+        kind=str(error.get("kind", "server_error")),
+    )
+
+
+class _Reader:
+    """The background half of a stream. Holds no reference to the ``Stream`` object, so a
+    stream that is dropped without ``close()`` is still collected and its reader stopped."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        connection: _Connection,
+        headers: dict[str, str],
+        prefetch: int,
+        retry: RetryPolicy,
+    ) -> None:
+        self._http = http
+        self._headers = headers
+        self._connection: _Connection | None = connection
+        self._retry = retry
+        self.header = connection.header
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.reconnects = 0
+        start = self.header.spec.start
+        self._next = (start.epoch, start.batch)
+        self._thread = threading.Thread(target=self._run, name="augstream-reader", daemon=True)
+        self._thread.start()
+
+    def _advance(self) -> None:
+        epoch, batch = self._next
+        batch += 1
+        if batch == self.header.batches_per_epoch:
+            epoch, batch = epoch + 1, 0
+        self._next = (epoch, batch)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def _batch(self, frame: Frame) -> Batch:
+        decoded = decode_batch(frame.body)
+        if (decoded.epoch, decoded.batch) != self._next:
+            raise ProtocolError(
+                f"expected batch {self._next[1]} of epoch {self._next[0]}, "
+                f"received batch {decoded.batch} of epoch {decoded.epoch}"
+            )
+        x = decoded.arrays["x"]
+        y = x if self.header.spec.class_mode == "input" else decoded.arrays.get("y")
+        return Batch(decoded.epoch, decoded.batch, decoded.sample_ids, x, y)
+
+    def _pump(self, connection: _Connection) -> bool:
+        """Deliver the connection's batches; True when the stream is over."""
+        for frame in connection.frames:
+            if self._stop.is_set():
+                return True
+            if frame.kind == FrameKind.BATCH:
+                if not self._put(self._batch(frame)):
+                    return True
+                self._advance()
+                self._failures = 0
+            elif frame.kind == FrameKind.END:
+                self._put(_END)
+                return True
+            elif frame.kind == FrameKind.ERROR:
+                self._put(_server_error(frame))
+                return True
+            elif frame.kind == FrameKind.HEADER:
+                raise ProtocolError("a second header frame arrived mid-stream")
+        raise TruncatedError("the stream ended without an end frame")
+
+    def _reconnect(self, cause: BaseException) -> _Connection | None:
+        while not self._stop.is_set():
+            self._failures += 1
+            if self._failures > self._retry.attempts:
+                raise ConnectionLostError(
+                    f"stream lost at batch {self._next[1]} of epoch {self._next[0]} and "
+                    f"{self._retry.attempts} reconnects failed; last error: {cause}"
+                ) from cause
+            delay = self._retry.delay(self._failures)
+            if isinstance(cause, BusyError):
+                delay = max(delay, cause.retry_after)
+            if self._stop.wait(delay):
+                return None
+            try:
+                spec = self.header.spec.with_start(*self._next)
+                connection = _Connection(self._http, spec, self._headers)
+            except _RETRYABLE as exc:
+                cause = exc
+                continue
+            self.reconnects += 1
+            return connection
+        return None
+
+    def _run(self) -> None:
+        self._failures = 0
+        try:
+            while not self._stop.is_set():
+                connection = self._connection
+                if connection is None:
+                    return
+                try:
+                    if self._pump(connection):
+                        return
+                except _RETRYABLE as exc:
+                    cause: BaseException = exc
+                finally:
+                    connection.close()
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                self._connection = self._reconnect(cause)
+        except Exception as exc:  # surfaced to the consumer rather than lost in a thread
+            self._put(exc)
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+
+    def stop(self) -> None:
+        """Stop reading and release the connection (idempotent, any thread)."""
+        self._stop.set()
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            # Unblocks a read in progress; the reader thread then exits on its own.
+            try:
+                connection.close()
+            except Exception:  # noqa: S110 - closing a broken stream may fail; nothing to do
+                pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+
+
+class Stream(Iterator[Any]):
+    """An endless (or, with ``epochs``, finite) iterator of ``(x, y)`` NumPy batches.
+
+    ``len(stream)`` is the number of batches per epoch, as Keras expects from its
+    iterators; ``next(stream)`` never stops for an endless stream.
+    """
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        spec: StreamSpec,
+        *,
+        headers: dict[str, str] | None = None,
+        prefetch: int = 4,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        headers = dict(headers or {})
+        retry = retry or RetryPolicy()
+        connection = _connect(http, spec, headers, retry)
+        self._reader = _Reader(http, connection, headers, max(1, prefetch), retry)
+        self._finalizer = weakref.finalize(self, self._reader.stop)
+        self._failed: BaseException | None = None
+        self._done = False
+
+    @property
+    def header(self) -> StreamHeader:
+        """The stream's header as the server sent it."""
+        return self._reader.header
+
+    @property
+    def spec(self) -> StreamSpec:
+        """The resolved spec (with the seed the stream uses)."""
+        return self._reader.header.spec
+
+    @property
+    def class_indices(self) -> dict[str, int]:
+        """Class name -> label index."""
+        return dict(self._reader.header.class_indices)
+
+    @property
+    def samples(self) -> int:
+        """Images per epoch in this stream (its shard's share)."""
+        return self._reader.header.samples
+
+    @property
+    def batch_size(self) -> int:
+        """Images per batch (the last batch of an epoch may hold fewer)."""
+        return self.spec.batch_size
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream reconnected after a failure."""
+        return self._reader.reconnects
+
+    def __len__(self) -> int:
+        return self._reader.header.batches_per_epoch
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def next_batch(self, timeout: float | None = None) -> Batch:
+        """The next batch with its position and sample ids."""
+        if self._failed is not None:
+            raise self._failed
+        if self._done:
+            raise StopIteration
+        try:
+            item = self._reader.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no batch within {timeout} s") from None
+        if item is _END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._failed = item
+            raise item
+        batch: Batch = item
+        return batch
+
+    def __next__(self) -> Any:
+        return self.next_batch().as_keras()
+
+    def next(self) -> Any:
+        """Keras 2 style alias of ``next(stream)``."""
+        return self.__next__()
+
+    def close(self) -> None:
+        """Stop the stream and free its connection."""
+        self._finalizer()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,231 @@
+"""Wire protocol v1: length-prefixed, checksummed frames; sans-IO on both sides.
+
+Every frame is a 9-byte prefix followed by its body::
+
+    offset  size  field
+    0       4     body length in bytes (unsigned, big-endian)
+    4       1     kind (see ``FrameKind``)
+    5       4     CRC-32 of the body (unsigned, big-endian; zlib's polynomial)
+
+Header, error and end bodies are UTF-8 JSON objects. A batch body is a 4-byte big-endian
+length, a JSON object of metadata (epoch, batch, sample ids, array names and sizes), then
+each array in NumPy's own ``.npy`` format, one after another. Object dtypes are refused, so
+decoding never unpickles anything. ``docs/protocol.md`` is the full description.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import json
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._exceptions import ProtocolError, TruncatedError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "BatchFrame",
+    "Frame",
+    "FrameDecoder",
+    "FrameKind",
+    "decode_batch",
+    "encode_batch",
+    "encode_json_frame",
+]
+
+PROTOCOL_VERSION = 1
+MEDIA_TYPE = "application/vnd.augstream.v1"
+
+_PREFIX = struct.Struct(">IBI")
+_META_LEN = struct.Struct(">I")
+#: Frames above this size are refused by default (a batch of 1024 RGBA 1024x1024 float32 is 16 GiB;
+#: servers cap batch bytes far lower).
+DEFAULT_MAX_FRAME_BYTES = 1 << 31
+
+
+class FrameKind(enum.IntEnum):
+    """What a frame carries."""
+
+    HEADER = 1
+    BATCH = 2
+    ERROR = 3
+    END = 4
+    HEARTBEAT = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame: its kind and its raw (checksum-verified) body."""
+
+    kind: FrameKind
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        """The body parsed as the JSON object that header, error and end frames carry."""
+        try:
+            value = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ProtocolError(f"{self.kind.name} frame body is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{self.kind.name} frame body must be a JSON object")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFrame:
+    """A decoded batch: its place in the stream, the sample ids it holds and its arrays."""
+
+    epoch: int
+    batch: int
+    sample_ids: list[int]
+    arrays: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+
+
+def _prefix(kind: FrameKind, body_len: int, crc: int) -> bytes:
+    return _PREFIX.pack(body_len, kind, crc)
+
+
+def encode_json_frame(kind: FrameKind, payload: Mapping[str, Any] | None = None) -> bytes:
+    """Encode a header, error, end or heartbeat frame."""
+    body = json.dumps(payload or {}, separators=(",", ":")).encode()
+    return _prefix(kind, len(body), zlib.crc32(body)) + body
+
+
+def _npy_header(array: np.ndarray[Any, Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, np.lib.format.header_data_from_array_1_0(array))
+    return buffer.getvalue()
+
+
+def encode_batch(
+    epoch: int,
+    batch: int,
+    sample_ids: Sequence[int],
+    arrays: Mapping[str, np.ndarray[Any, Any]],
+) -> list[bytes | memoryview]:
+    """Encode a batch frame as a list of buffers, to be written in order without joining.
+
+    Array data is referenced, not copied: keep the arrays alive until the parts are written.
+    """
+    parts: list[bytes | memoryview] = []
+    sizes = []
+    for name, array in arrays.items():
+        if array.dtype.hasobject:
+            raise TypeError(f"array {name!r} has an object dtype, which the wire refuses")
+        contiguous = np.ascontiguousarray(array)
+        header = _npy_header(contiguous)
+        data = memoryview(contiguous).cast("B")
+        parts += [header, data]
+        sizes.append({"name": name, "nbytes": len(header) + data.nbytes})
+    meta = json.dumps(
+        {"epoch": epoch, "batch": batch, "ids": list(sample_ids), "arrays": sizes},
+        separators=(",", ":"),
+    ).encode()
+    head = _META_LEN.pack(len(meta)) + meta
+    crc = zlib.crc32(head)
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    length = len(head) + sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+    return [_prefix(FrameKind.BATCH, length, crc) + head, *parts]
+
+
+def _read_npy(view: memoryview, name: str) -> np.ndarray[Any, Any]:
+    stream = io.BytesIO(view)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version != (1, 0):
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+    except ValueError as exc:
+        raise ProtocolError(f"array {name!r} is not a valid .npy blob: {exc}") from exc
+    if dtype.hasobject:
+        raise ProtocolError(f"array {name!r} has an object dtype; refusing to unpickle")
+    offset = stream.tell()
+    count = int(np.prod(shape, dtype=np.int64))
+    if view.nbytes - offset != count * dtype.itemsize:
+        raise ProtocolError(
+            f"array {name!r} declares shape {shape} {dtype} but carries "
+            f"{view.nbytes - offset} bytes"
+        )
+    order = "F" if fortran_order else "C"
+    return np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape, order=order)
+
+
+def decode_batch(body: bytes) -> BatchFrame:
+    """Decode a batch frame's body; arrays are read-only views into ``body``."""
+    view = memoryview(body)
+    if len(view) < _META_LEN.size:
+        raise ProtocolError("batch frame too short for its metadata length")
+    (meta_len,) = _META_LEN.unpack_from(view)
+    start = _META_LEN.size + meta_len
+    if start > len(view):
+        raise ProtocolError("batch metadata runs past the end of the frame")
+    try:
+        meta = json.loads(bytes(view[_META_LEN.size : start]))
+        epoch, batch, ids = int(meta["epoch"]), int(meta["batch"]), [int(i) for i in meta["ids"]]
+        entries = [(str(a["name"]), int(a["nbytes"])) for a in meta["arrays"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"bad batch metadata: {exc}") from exc
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    for name, nbytes in entries:
+        end = start + nbytes
+        if nbytes < 0 or end > len(view):
+            raise ProtocolError(f"array {name!r} runs past the end of the frame")
+        arrays[name] = _read_npy(view[start:end], name)
+        start = end
+    if start != len(view):
+        raise ProtocolError(f"{len(view) - start} unexpected bytes after the last array")
+    return BatchFrame(epoch=epoch, batch=batch, sample_ids=ids, arrays=arrays)
+
+
+class FrameDecoder:
+    """Incremental decoder: feed it bytes as they arrive, get whole frames back.
+
+    It does no I/O and keeps no more than one partial frame buffered.
+    """
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max = max_frame_bytes
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet form a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        """Add received bytes; return every frame they complete, in order."""
+        self._buffer += data
+        frames: list[Frame] = []
+        while len(self._buffer) >= _PREFIX.size:
+            length, kind, crc = _PREFIX.unpack_from(self._buffer)
+            try:
+                frame_kind = FrameKind(kind)
+            except ValueError:
+                raise ProtocolError(f"unknown frame kind {kind}") from None
+            if length > self._max:
+                raise ProtocolError(
+                    f"frame of {length} bytes exceeds the limit of {self._max} bytes"
+                )
+            end = _PREFIX.size + length
+            if len(self._buffer) < end:
+                break
+            body = bytes(self._buffer[_PREFIX.size : end])
+            del self._buffer[:end]
+            if zlib.crc32(body) != crc:
+                raise ProtocolError(f"{frame_kind.name} frame failed its CRC-32 check")
+            frames.append(Frame(frame_kind, body))
+        return frames
+
+    def close(self) -> None:
+        """Declare the end of the input; raise if it stopped inside a frame."""
+        if self._buffer:
+            raise TruncatedError(
+                f"stream ended inside a frame ({len(self._buffer)} bytes of it received)"
+            )

@@ -1,0 +1,56 @@
+"""Build the FastAPI app from settings (nothing is read at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import cv2
+from fastapi import FastAPI
+
+from . import __version__
+from .catalog import Catalog
+from .errors import install_error_handlers
+from .pipeline import Limits
+from .producer import StreamSlots
+from .routes import router
+from .settings import Settings
+from .state import ServerState
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
+    """A ready-to-serve app for ``settings`` (default: from the environment)."""
+    settings = settings if settings is not None else Settings()
+    state = ServerState(
+        settings=settings,
+        catalog=catalog if catalog is not None else Catalog.from_folders(settings.datasets),
+        slots=StreamSlots(settings.max_streams),
+        limits=Limits(
+            max_batch_bytes=settings.max_batch_bytes, max_file_bytes=settings.max_file_bytes
+        ),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The pool is the parallelism; OpenCV's own threads would only oversubscribe the cores.
+        cv2.setNumThreads(1)
+        state.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="augstream")
+        try:
+            yield
+        finally:
+            state.executor.shutdown(wait=False, cancel_futures=True)
+            state.executor = None
+
+    app = FastAPI(
+        title="augstream",
+        version=__version__,
+        summary="Augmented image batches, streamed.",
+        lifespan=lifespan,
+    )
+    app.state.augstream = state
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

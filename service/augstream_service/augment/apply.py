@@ -1,0 +1,91 @@
+"""Apply drawn parameters to an image: pure, deterministic, no randomness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from augstream.spec import FillMode, StreamSpec
+
+from .geometry import affine_matrix, is_identity
+from .params import TransformParams
+
+__all__ = ["BORDER_MODES", "apply", "standardize", "warp"]
+
+Array = np.ndarray[Any, Any]
+
+# SciPy's modes as Keras uses them, in OpenCV's terms: reflect is abcd|dcba (not REFLECT_101).
+BORDER_MODES: dict[FillMode, int] = {
+    "constant": cv2.BORDER_CONSTANT,
+    "nearest": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT,
+    "wrap": cv2.BORDER_WRAP,
+}
+_ORDERS = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_CUBIC}
+
+
+def warp(
+    image: Array,
+    params: TransformParams,
+    *,
+    fill_mode: FillMode = "nearest",
+    cval: float = 0.0,
+    order: int = 1,
+) -> Array:
+    """All of ``params``' geometry in one ``cv2.warpAffine`` (or none when it is the identity)."""
+    height, width = image.shape[:2]
+    matrix = affine_matrix(params, height, width)
+    if is_identity(matrix):
+        return image
+    out = cv2.warpAffine(
+        image,
+        matrix,
+        (width, height),
+        flags=_ORDERS[order] | cv2.WARP_INVERSE_MAP,
+        borderMode=BORDER_MODES[fill_mode],
+        borderValue=(cval, cval, cval, cval),
+    )
+    return out if out.ndim == 3 else out[:, :, np.newaxis]
+
+
+def _photometric(image: Array, params: TransformParams) -> Array:
+    x = image.astype(np.float32)
+    if params.channel_shift is not None:
+        # One offset for every channel, clipped to the image's own range, as Keras does.
+        x = np.clip(x + np.float32(params.channel_shift), x.min(), x.max())
+    if params.brightness is not None:
+        x = np.clip(x * np.float32(params.brightness), 0.0, 255.0)
+    return x
+
+
+def standardize(x: Array, spec: StreamSpec) -> Array:
+    """Keras' ``standardize`` order: rescale, then per-sample centring and scaling."""
+    if spec.rescale:
+        x = x * np.float32(spec.rescale)
+    if spec.samplewise_center:
+        x = x - x.mean(dtype=np.float32)
+    if spec.samplewise_std_normalization:
+        x = x / (x.std(dtype=np.float32) + np.float32(1e-6))
+    return x
+
+
+def apply(image: Array, params: TransformParams, spec: StreamSpec, out: Array) -> None:
+    """Transform ``image`` (uint8 HxWxC) and write the result into ``out`` (spec's dtype).
+
+    Geometry runs on uint8 (OpenCV's fastest path); photometric operations and
+    standardisation run in float32 and are rounded back only when the output is uint8.
+    """
+    x: Array = warp(
+        image, params, fill_mode=spec.fill_mode, cval=spec.cval, order=spec.interpolation_order
+    )
+    if params.channel_shift is not None or params.brightness is not None:
+        x = _photometric(x, params)
+    if out.dtype == np.uint8:
+        if x.dtype == np.uint8:
+            out[...] = x
+        else:
+            np.clip(np.rint(x), 0, 255, out=x)
+            out[...] = x
+        return
+    out[...] = standardize(x.astype(np.float32, copy=False), spec)

@@ -1,0 +1,50 @@
+"""Compose rotation, shift, shear, zoom and flips into one 2x3 affine matrix."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .params import TransformParams
+
+__all__ = ["affine_matrix", "is_identity"]
+
+Matrix = np.ndarray[Any, np.dtype[np.float64]]
+
+
+def _rotation(theta_deg: float) -> Matrix:
+    t = math.radians(theta_deg)
+    return np.array([[math.cos(t), -math.sin(t), 0], [math.sin(t), math.cos(t), 0], [0, 0, 1]])
+
+
+def affine_matrix(params: TransformParams, height: int, width: int) -> Matrix:
+    """The output-to-input map (x = column, y = row) that ``cv2.warpAffine`` takes with
+    ``WARP_INVERSE_MAP``.
+
+    The product R . T . Shear . Zoom is Keras' own, centred on the image centre
+    ((w - 1) / 2, (h - 1) / 2); the flips are applied to the output afterwards, so they sit
+    on the right of the product.
+    """
+    shear = math.radians(params.shear)
+    matrix = (
+        _rotation(params.theta)
+        @ np.array([[1, 0, params.tx], [0, 1, params.ty], [0, 0, 1]])
+        @ np.array([[1, -math.sin(shear), 0], [0, math.cos(shear), 0], [0, 0, 1]])
+        @ np.array([[params.zx, 0, 0], [0, params.zy, 0], [0, 0, 1]])
+    )
+    cx, cy = width / 2 - 0.5, height / 2 - 0.5
+    to_centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
+    from_centre = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1]])
+    matrix = from_centre @ matrix @ to_centre
+    if params.flip_horizontal:
+        matrix = matrix @ np.array([[-1, 0, width - 1], [0, 1, 0], [0, 0, 1]])
+    if params.flip_vertical:
+        matrix = matrix @ np.array([[1, 0, 0], [0, -1, height - 1], [0, 0, 1]])
+    return matrix[:2]
+
+
+def is_identity(matrix: Matrix) -> bool:
+    """True when warping with ``matrix`` would copy the image unchanged."""
+    return bool(np.allclose(matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-9))

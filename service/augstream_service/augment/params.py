@@ -1,0 +1,37 @@
+"""The parameters of one sample's random transform, in ImageDataGenerator's terms."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["IDENTITY", "TransformParams"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransformParams:
+    """One drawn transform. Geometry is an output-to-input map, as in Keras.
+
+    ``tx`` moves the image horizontally and ``ty`` vertically (pixels; positive moves the
+    content left/up), ``theta`` and ``shear`` are degrees (positive theta turns the content
+    counter-clockwise), ``zx``/``zy`` scale the sampling grid (below 1 enlarges the content).
+    ``channel_shift`` is added to every channel; ``brightness`` multiplies (1 is unchanged).
+    """
+
+    theta: float = 0.0
+    tx: float = 0.0
+    ty: float = 0.0
+    shear: float = 0.0
+    zx: float = 1.0
+    zy: float = 1.0
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    channel_shift: float | None = None
+    brightness: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict (for previews, logs and tests)."""
+        return asdict(self)
+
+
+IDENTITY = TransformParams()

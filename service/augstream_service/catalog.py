@@ -1,0 +1,78 @@
+"""The datasets a server offers, by name. Clients name these, never paths."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sources import Listing, list_class_folders
+
+__all__ = ["Catalog", "Dataset", "UnknownDatasetError"]
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class UnknownDatasetError(LookupError):
+    """No dataset of that name is registered."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        known_list = sorted(known)
+        super().__init__(f"unknown dataset {name!r}; this server has {known_list}")
+        self.name = name
+
+
+@dataclass
+class Dataset:
+    """A named folder of class subfolders; listed once, on first use, then reused."""
+
+    name: str
+    root: Path
+    _listing: Listing | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def listing(self) -> Listing:
+        """The dataset's files and labels (computed once)."""
+        with self._lock:
+            if self._listing is None:
+                self._listing = list_class_folders(self.root)
+            return self._listing
+
+
+class Catalog:
+    """Name -> dataset. Built by the operator; read-only while serving."""
+
+    def __init__(self, datasets: Iterable[Dataset] = ()) -> None:
+        self._datasets: dict[str, Dataset] = {}
+        for dataset in datasets:
+            self.add(dataset)
+
+    @classmethod
+    def from_folders(cls, folders: Iterable[Path]) -> Catalog:
+        """One dataset per folder, named after the folder."""
+        return cls(Dataset(name=Path(f).resolve().name, root=Path(f).resolve()) for f in folders)
+
+    def add(self, dataset: Dataset) -> None:
+        """Register ``dataset``; names must be unique and URL-safe."""
+        if not _NAME.match(dataset.name):
+            raise ValueError(f"dataset name {dataset.name!r} must match {_NAME.pattern}")
+        if dataset.name in self._datasets:
+            raise ValueError(
+                f"two datasets are named {dataset.name!r} "
+                f"({self._datasets[dataset.name].root} and {dataset.root})"
+            )
+        self._datasets[dataset.name] = dataset
+
+    def get(self, name: str) -> Dataset:
+        """The dataset called ``name``."""
+        try:
+            return self._datasets[name]
+        except KeyError:
+            raise UnknownDatasetError(name, self._datasets) from None
+
+    def names(self) -> list[str]:
+        """Registered dataset names, sorted."""
+        return sorted(self._datasets)

@@ -1,0 +1,52 @@
+"""``augstream serve``: serve folders of images."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+__all__ = ["add_serve_arguments", "serve"]
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``augstream serve``."""
+    parser.add_argument(
+        "folders", nargs="+", type=Path, metavar="DIR",
+        help="a folder of class subfolders; each becomes a dataset named after the folder",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="worker threads for decoding and augmentation (default: one per core)",
+    )
+    parser.add_argument(
+        "--prefetch", type=int, default=None,
+        help="batches each stream prepares ahead of its client (default: 4)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    from .app import create_app
+    from .catalog import Catalog
+    from .settings import Settings
+
+    overrides = {
+        key: value
+        for key, value in {"threads": args.threads, "prefetch": args.prefetch}.items()
+        if value is not None
+    }
+    settings = Settings(datasets=args.folders, **overrides)
+    catalog = Catalog.from_folders(settings.datasets)
+    for folder in settings.datasets:
+        if not folder.is_dir():
+            raise SystemExit(f"augstream serve: {str(folder)!r} is not a folder")
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, catalog)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

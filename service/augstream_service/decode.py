@@ -1,0 +1,89 @@
+"""Image bytes -> uint8 HxWxC at the target size, with flow_from_directory's semantics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from augstream.spec import ColorMode, Interpolation
+
+__all__ = ["DecodeError", "INTERPOLATIONS", "centre_crop_to_aspect", "decode_image", "resize"]
+
+Image = np.ndarray[Any, np.dtype[np.uint8]]
+
+INTERPOLATIONS: dict[Interpolation, int] = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "lanczos": cv2.INTER_LANCZOS4,
+    "area": cv2.INTER_AREA,
+    # PIL's "box" averages each output pixel's footprint, as OpenCV's INTER_AREA does.
+    "box": cv2.INTER_AREA,
+}
+
+
+class DecodeError(ValueError):
+    """The bytes are not an image OpenCV can decode."""
+
+
+def _to_8bit(image: np.ndarray[Any, Any]) -> Image:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    # Float (e.g. EXR/TIFF) images: assume [0, 1] as OpenCV does when it converts them.
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _read(data: bytes, color_mode: ColorMode) -> Image:
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if color_mode == "grayscale":
+        image = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
+    elif color_mode == "rgb":
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
+    else:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DecodeError("not a decodable image (unknown format or corrupt data)")
+    image = _to_8bit(image)
+    if color_mode == "rgba":
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        code = {1: cv2.COLOR_GRAY2RGBA, 3: cv2.COLOR_BGR2RGBA, 4: cv2.COLOR_BGRA2RGBA}[channels]
+        image = cv2.cvtColor(image, code)
+    if image.ndim == 2:
+        image = image[:, :, np.newaxis]
+    return image
+
+
+def centre_crop_to_aspect(image: Image, height: int, width: int) -> Image:
+    """The largest centred crop of ``image`` with the aspect ratio ``width / height``."""
+    h, w = image.shape[:2]
+    crop_w = min(w, round(h * width / height))
+    crop_h = min(h, round(w * height / width))
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    return image[top : top + crop_h, left : left + crop_w]
+
+
+def resize(image: Image, height: int, width: int, interpolation: Interpolation) -> Image:
+    """Resize to ``(height, width)``, keeping a channel axis even for one channel."""
+    if image.shape[:2] == (height, width):
+        return image
+    out = cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[interpolation])
+    return out if out.ndim == 3 else out[:, :, np.newaxis]
+
+
+def decode_image(
+    data: bytes,
+    *,
+    color_mode: ColorMode,
+    target_size: tuple[int, int],
+    interpolation: Interpolation = "nearest",
+    keep_aspect_ratio: bool = False,
+) -> Image:
+    """Decode ``data`` to ``color_mode`` and resize it to ``target_size`` (height, width)."""
+    image = _read(data, color_mode)
+    height, width = target_size
+    if keep_aspect_ratio:
+        image = centre_crop_to_aspect(image, height, width)
+    return np.ascontiguousarray(resize(image, height, width, interpolation))

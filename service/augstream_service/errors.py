@@ -1,0 +1,66 @@
+"""Every error a request can meet, mapped to its HTTP status in one place.
+
+Bodies are JSON with a human ``message`` (what was expected, what was received) and,
+for 422, FastAPI's ``detail`` list whose ``loc`` names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .catalog import UnknownDatasetError
+from .pipeline import PlanError
+
+__all__ = ["BusyError", "install_error_handlers"]
+
+
+class BusyError(Exception):
+    """The server has no free stream slot."""
+
+
+def _where(loc: Any) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or "body"
+
+
+def _validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    # Inputs are not echoed: they may be large or carry something the client should not log.
+    detail = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in errors]
+    message = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in detail)
+    return {"message": f"invalid stream spec: {message}", "detail": jsonable_encoder(detail)}
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(_validation_body(list(exc.errors())), status_code=422)
+
+
+async def _plan(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PlanError)
+    error = {"type": "value_error", "loc": ["body", exc.field], "msg": exc.message}
+    return JSONResponse(_validation_body([error]), status_code=422)
+
+
+async def _unknown(_: Request, exc: Exception) -> JSONResponse:
+    message = str(exc.args[0]) if exc.args else "unknown dataset"
+    return JSONResponse({"message": message, "detail": message}, status_code=404)
+
+
+async def _busy(_: Request, exc: Exception) -> JSONResponse:
+    message = str(exc)
+    return JSONResponse(
+        {"message": message, "detail": message}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping on ``app``."""
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(PlanError, _plan)
+    app.add_exception_handler(UnknownDatasetError, _unknown)
+    app.add_exception_handler(BusyError, _busy)

@@ -1,0 +1,121 @@
+"""Run a stream: produce batches ahead of the client on the app's pool, send them in order.
+
+At most ``prefetch`` batches of one stream are in flight or waiting, so a slow client
+never makes the server buffer more; when the client goes away the pending work is
+cancelled and the stream's slot is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
+
+from augstream.wire import FrameKind, encode_json_frame
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from .pipeline import SampleError, StreamPlan
+from .sampling import positions
+
+__all__ = ["FrameStreamResponse", "StreamSlots", "stream_frames"]
+
+log = logging.getLogger("augstream.stream")
+Chunk = bytes | memoryview
+
+
+class StreamSlots:
+    """Counts live streams against a limit (touched only from the event loop)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free."""
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.active -= 1
+
+
+class FrameStreamResponse(StreamingResponse):
+    """A streaming response that always runs ``on_close`` and closes its frame generator,
+    even when the client disconnects before the first frame is sent."""
+
+    def __init__(self, frames: AsyncIterator[Chunk], on_close: Callable[[], None]) -> None:
+        super().__init__(frames, media_type="application/vnd.augstream.v1")
+        self._frames = frames
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                aclose = getattr(self._frames, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                self._on_close()
+
+
+def _error_frame(kind: str, message: str) -> bytes:
+    return encode_json_frame(FrameKind.ERROR, {"error": {"kind": kind, "message": message}})
+
+
+async def stream_frames(
+    plan: StreamPlan, executor: Executor, *, prefetch: int, heartbeat_s: float
+) -> AsyncIterator[Chunk]:
+    """The whole response body: header, batches in order, then an end frame if finite.
+
+    A failure after the header becomes an error frame (the status line is already sent).
+    """
+    yield encode_json_frame(FrameKind.HEADER, plan.header())
+    spec = plan.spec
+    todo = positions(spec.start.epoch, spec.start.batch, plan.batches_per_epoch, spec.epochs)
+    pending: deque[Future[list[Chunk]]] = deque()
+    sent = 0
+    try:
+        for epoch, batch in todo:
+            pending.append(executor.submit(plan.encode_batch, epoch, batch))
+            if len(pending) >= prefetch:
+                async for chunk in _oldest(pending, heartbeat_s):
+                    yield chunk
+                sent += 1
+        while pending:
+            async for chunk in _oldest(pending, heartbeat_s):
+                yield chunk
+            sent += 1
+        yield encode_json_frame(FrameKind.END, {"batches": sent})
+    except SampleError as exc:
+        log.warning("stream of %s stopped: %s", plan.dataset.name, exc)
+        yield _error_frame("sample_error", str(exc))
+    except Exception as exc:
+        log.exception("stream of %s failed", plan.dataset.name)
+        yield _error_frame("internal_error", f"{type(exc).__name__}: {exc}")
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+async def _oldest(pending: deque[Future[list[Chunk]]], heartbeat_s: float) -> AsyncIterator[Chunk]:
+    """Heartbeats while the oldest batch is still being made, then that batch's parts.
+
+    Heartbeats keep clients' per-read timeouts from firing on slow batches.
+    """
+    ready: asyncio.Future[list[Chunk]] = asyncio.wrap_future(pending[0])
+    while not (await asyncio.wait({ready}, timeout=heartbeat_s))[0]:
+        yield _HEARTBEAT
+    pending.popleft()
+    for chunk in ready.result():
+        yield chunk
+
+
+_HEARTBEAT = encode_json_frame(FrameKind.HEARTBEAT)

@@ -1,0 +1,63 @@
+"""Thin HTTP routes: validate, look up, hand over to the pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from augstream.spec import StreamSpec
+from fastapi import APIRouter, Body
+from starlette.concurrency import run_in_threadpool
+
+from .catalog import Dataset
+from .errors import BusyError
+from .pipeline import make_plan
+from .producer import FrameStreamResponse, stream_frames
+from .state import State
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def _info(dataset: Dataset) -> dict[str, Any]:
+    listing = dataset.listing
+    counts = [int((listing.labels == i).sum()) for i in range(len(listing.class_names))]
+    return {
+        "name": dataset.name,
+        "samples": len(listing.files),
+        "class_indices": listing.class_indices,
+        "class_counts": dict(zip(listing.class_names, counts, strict=True)),
+    }
+
+
+@router.get("/healthz", summary="Liveness check (needs no key)")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/v1/datasets", summary="The datasets this server offers")
+def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
+    return {"datasets": [_info(state.catalog.get(n)) for n in state.catalog.names()]}
+
+
+@router.get("/v1/datasets/{name}", summary="One dataset: sample count and class indices")
+def get_dataset(name: str, state: State) -> dict[str, Any]:
+    return _info(state.catalog.get(name))
+
+
+@router.post(
+    "/v1/stream",
+    summary="Stream augmented batches as wire-protocol v1 frames",
+    response_class=FrameStreamResponse,
+)
+async def stream(state: State, spec: StreamSpec = Body()) -> FrameStreamResponse:
+    dataset = state.catalog.get(spec.dataset)
+    plan = await run_in_threadpool(make_plan, spec, dataset, state.limits)
+    if not state.slots.try_acquire():
+        raise BusyError(
+            f"this server already runs {state.slots.limit} streams, its limit; retry later"
+        )
+    frames = stream_frames(
+        plan, state.pool, prefetch=state.settings.prefetch, heartbeat_s=state.settings.heartbeat_s
+    )
+    return FrameStreamResponse(frames, on_close=state.slots.release)

@@ -1,0 +1,92 @@
+"""Which samples go in which batch, and each sample's random generator: pure functions.
+
+Everything here depends only on its arguments, so any server, thread or restart computes
+the same order (the determinism invariant). A shard is a stride through the epoch's
+permutation, so shards are disjoint and together cover the epoch exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "batch_indices",
+    "batches_per_epoch",
+    "epoch_order",
+    "positions",
+    "sample_rng",
+    "shard_size",
+]
+
+# Distinct stream keys keep the order's and the samples' random streams independent.
+_ORDER_KEY = 0x0BDE
+_SAMPLE_KEY = 0x5A3E
+
+
+@lru_cache(maxsize=64)
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The dataset indices of one epoch, in the order they are served (read-only, cached)."""
+    if shuffle:
+        key = np.random.SeedSequence([_ORDER_KEY, seed, epoch])
+        order = np.random.Generator(np.random.PCG64(key)).permutation(n).astype(np.int64)
+    else:
+        order = np.arange(n, dtype=np.int64)
+    order.flags.writeable = False
+    return order
+
+
+def shard_size(n: int, index: int, count: int) -> int:
+    """How many of an epoch's ``n`` samples shard ``index`` of ``count`` receives."""
+    return len(range(index, n, count))
+
+
+def batches_per_epoch(n: int, batch_size: int, shard_index: int = 0, shard_count: int = 1) -> int:
+    """Batches in one epoch of a shard; the last one may be short, as in Keras."""
+    return math.ceil(shard_size(n, shard_index, shard_count) / batch_size)
+
+
+def batch_indices(
+    n: int,
+    *,
+    seed: int,
+    epoch: int,
+    batch: int,
+    batch_size: int,
+    shuffle: bool,
+    shard_index: int = 0,
+    shard_count: int = 1,
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The dataset indices of batch ``batch`` of ``epoch`` in one shard."""
+    total = batches_per_epoch(n, batch_size, shard_index, shard_count)
+    if not 0 <= batch < total:
+        raise IndexError(f"batch {batch} out of range: an epoch has {total} batches")
+    shard = epoch_order(n, seed, epoch, shuffle)[shard_index::shard_count]
+    return shard[batch * batch_size : (batch + 1) * batch_size]
+
+
+def positions(
+    start_epoch: int, start_batch: int, per_epoch: int, epochs: int | None
+) -> Iterator[tuple[int, int]]:
+    """``(epoch, batch)`` pairs from a start position to the end (forever if ``epochs`` is None)."""
+    if per_epoch <= 0:
+        return
+    epoch, batch = start_epoch, start_batch
+    if batch >= per_epoch:
+        raise IndexError(f"start batch {batch} out of range: an epoch has {per_epoch} batches")
+    while epochs is None or epoch < epochs:
+        yield epoch, batch
+        batch += 1
+        if batch == per_epoch:
+            epoch, batch = epoch + 1, 0
+
+
+def sample_rng(seed: int, epoch: int, sample_id: int) -> np.random.Generator:
+    """The random generator of one sample in one epoch, independent of batch and shard."""
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([_SAMPLE_KEY, seed, epoch, sample_id]))
+    )

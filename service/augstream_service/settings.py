@@ -1,0 +1,30 @@
+"""Server settings, read from arguments and ``AUGSTREAM_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told. Built once and passed to ``create_app``."""
+
+    model_config = SettingsConfigDict(env_prefix="AUGSTREAM_", extra="forbid")
+
+    datasets: list[Path] = Field(default_factory=list, description="Folders to serve, one dataset each")
+    threads: Annotated[int, Field(ge=1, le=256)] = Field(default_factory=_default_threads)
+    prefetch: Annotated[int, Field(ge=1, le=64)] = 4
+    max_streams: Annotated[int, Field(ge=1)] = 64
+    max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
+    max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
+    heartbeat_s: Annotated[float, Field(gt=0)] = 2.0

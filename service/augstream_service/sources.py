@@ -1,0 +1,101 @@
+"""Find a dataset's images and read their bytes (local folders for now).
+
+The layout is ``flow_from_directory``'s: one subfolder per class, class names sorted,
+files found by walking each class folder in sorted order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["IMAGE_EXTENSIONS", "Listing", "SourceError", "list_class_folders", "read_file"]
+
+#: Keras' list plus WebP, compared case-insensitively.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
+
+
+class SourceError(OSError):
+    """A dataset file could not be listed or read."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The images of a dataset: relative paths and integer labels, in a fixed order."""
+
+    class_names: tuple[str, ...]
+    files: tuple[str, ...]
+    labels: np.ndarray[Any, np.dtype[np.int64]]
+
+    @property
+    def class_indices(self) -> dict[str, int]:
+        """Class name -> label, as Keras' ``class_indices``."""
+        return {name: i for i, name in enumerate(self.class_names)}
+
+    def select(self, classes: list[str]) -> Listing:
+        """Only the images of ``classes``, relabelled in the given order (Keras' ``classes=``)."""
+        old = self.class_indices
+        missing = [c for c in classes if c not in old]
+        if missing:
+            raise KeyError(f"unknown classes {missing}; the dataset has {list(self.class_names)}")
+        relabel = np.full(len(self.class_names), -1, dtype=np.int64)
+        for new, name in enumerate(classes):
+            relabel[old[name]] = new
+        labels = relabel[self.labels]
+        # Keep Keras' order: class by class in the order given, files sorted within a class.
+        order = np.concatenate([np.flatnonzero(labels == i) for i in range(len(classes))])
+        return Listing(
+            class_names=tuple(classes),
+            files=tuple(self.files[i] for i in order),
+            labels=labels[order],
+        )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def list_class_folders(root: Path) -> Listing:
+    """List ``root``'s class subfolders and their images (symlinks leaving ``root`` ignored)."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise SourceError(f"dataset folder {str(root)!r} does not exist or is not a folder")
+    classes = sorted(
+        entry.name
+        for entry in os.scandir(root)
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+    )
+    files: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        for dirpath, dirnames, filenames in os.walk(root / name):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                path = Path(dirpath, filename)
+                if path.suffix.lower() in IMAGE_EXTENSIONS and _inside(path, root):
+                    files.append(path.relative_to(root).as_posix())
+                    labels.append(label)
+    return Listing(
+        class_names=tuple(classes), files=tuple(files), labels=np.array(labels, dtype=np.int64)
+    )
+
+
+def read_file(root: Path, relative: str, max_bytes: int) -> bytes:
+    """The bytes of ``root / relative``, refusing files over ``max_bytes``."""
+    path = root / relative
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise SourceError(f"cannot read {relative!r}: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:
+        raise SourceError(f"{relative!r} is larger than the limit of {max_bytes} bytes")
+    return data

@@ -1,0 +1,42 @@
+"""What the app owns while it runs, and the dependency that hands it to routes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .catalog import Catalog
+from .pipeline import Limits
+from .producer import StreamSlots
+from .settings import Settings
+
+__all__ = ["ServerState", "State"]
+
+
+@dataclass
+class ServerState:
+    """Settings, catalog, the worker pool and the stream slots of one app."""
+
+    settings: Settings
+    catalog: Catalog
+    slots: StreamSlots
+    limits: Limits
+    executor: ThreadPoolExecutor | None = field(default=None)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The running worker pool (started by the app's lifespan)."""
+        if self.executor is None:
+            raise RuntimeError("the worker pool is not running (was the app started?)")
+        return self.executor
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.augstream
+    return state
+
+
+State = Annotated[ServerState, Depends(_state)]

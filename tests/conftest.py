@@ -1,0 +1,53 @@
+"""Shared fixtures: generated image folders and a live uvicorn server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.imagefolder import make_image_folder
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset folder named ``pets``: 3 classes, 19 images (one nested), mixed formats."""
+    return make_image_folder(tmp_path_factory.mktemp("data") / "pets")
+
+
+@pytest.fixture(scope="session")
+def corrupt_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset ``broken`` whose second class holds a file that is not really a PNG."""
+    root = make_image_folder(tmp_path_factory.mktemp("bad") / "broken", per_class=(2, 2))
+    (root / "dog" / "000.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png at all")
+    return root
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Any
+
+    @property
+    def active_streams(self) -> int:
+        return int(self.app.state.augstream.slots.active)
+
+
+@pytest.fixture(scope="session")
+def live_server(image_root: Path, corrupt_root: Path) -> Iterator[LiveServer]:
+    """A real uvicorn server in a thread on a loopback port, serving ``pets`` and ``broken``."""
+    from augstream_service import Settings, create_app
+    from augstream_service.background import BackgroundServer
+
+    settings = Settings(datasets=[image_root, corrupt_root], threads=2, heartbeat_s=0.5)
+    app = create_app(settings)
+    with BackgroundServer(app) as server:
+        yield LiveServer(server.url, app)
+
+
+@pytest.fixture(scope="session")
+def server_url(live_server: LiveServer) -> str:
+    return live_server.url

@@ -1,0 +1,49 @@
+"""Generate real image folders for tests: class subfolders, mixed formats, sizes and modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CLASSES = ("cat", "dog", "fox")
+
+
+def _image(rng: np.random.Generator, height: int, width: int, label: int) -> np.ndarray:
+    """A smooth random picture with a class-dependent mark, so classes differ visibly."""
+    noise = rng.integers(0, 256, (height // 4 + 1, width // 4 + 1, 3), dtype=np.uint8)
+    image = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    cv2.circle(image, (width // 2, height // 2), min(height, width) // 4, (80 * label, 255, 0), -1)
+    return image
+
+
+def make_image_folder(root: Path, per_class: tuple[int, ...] = (7, 5, 6), seed: int = 0) -> Path:
+    """Write ``root/<class>/<n>.<ext>`` with PNG and JPEG files of varied sizes and modes.
+
+    Sizes vary (all larger and smaller than the usual target), some files are grayscale or
+    RGBA, and a stray text file and a nested folder test the listing rules.
+    """
+    rng = np.random.default_rng(seed)
+    for label, (name, count) in enumerate(zip(CLASSES, per_class, strict=False)):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(count):
+            height, width = int(rng.integers(20, 90)), int(rng.integers(20, 90))
+            image = _image(rng, height, width, label)
+            kind = n % 4
+            if kind == 0:
+                cv2.imwrite(str(folder / f"{n:03d}.png"), image)
+            elif kind == 1:
+                cv2.imwrite(str(folder / f"{n:03d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            elif kind == 2:
+                gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+                cv2.imwrite(str(folder / f"{n:03d}.PNG"), gray)
+            else:
+                alpha = np.full((height, width, 1), 200, dtype=np.uint8)
+                cv2.imwrite(str(folder / f"{n:03d}.png"), np.concatenate([image, alpha], axis=2))
+        (folder / "notes.txt").write_text("not an image")
+    nested = root / CLASSES[0] / "more"
+    nested.mkdir(exist_ok=True)
+    cv2.imwrite(str(nested / "nested.bmp"), _image(rng, 40, 30, 0))
+    return root

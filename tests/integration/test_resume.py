@@ -1,0 +1,62 @@
+"""A dropped connection resumes at the next batch: nothing lost, nothing repeated."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pytest
+from augstream import Batch, Client, ConnectionLostError, RetryPolicy
+
+from tests.proxy import CuttingProxy
+
+SPEC = dict(dataset="pets", target_size=(32, 32), batch_size=4, seed=21, rotation_range=30,
+            zoom_range=0.2, horizontal_flip=True)
+BATCH_BYTES = 4 * 32 * 32 * 3
+
+
+def _take(client: Client, count: int) -> list[Batch]:
+    with client.stream(**SPEC) as stream:
+        return [stream.next_batch(timeout=60) for _ in range(count)]
+
+
+@pytest.mark.parametrize("cut", [100, BATCH_BYTES * 3 + 7, BATCH_BYTES * 6 + 1000])
+def test_cut_connections_resume_without_loss_or_repeat(server_url: str, cut: int) -> None:
+    with Client(server_url) as direct:
+        reference = _take(direct, 14)
+    port = urlparse(server_url).port
+    assert port is not None
+    # Connections 0, 1 and 2 are cut (the first after ``cut`` bytes, then mid-frame again).
+    budgets = {0: cut, 1: BATCH_BYTES * 2 + 50, 2: 3000}
+    proxy = CuttingProxy(port, lambda n: budgets.get(n))
+    try:
+        with Client(proxy.url, retry=RetryPolicy(backoff_s=0.01)) as client:
+            with client.stream(**SPEC) as stream:
+                got = [stream.next_batch(timeout=60) for _ in range(14)]
+                reconnects = stream.reconnects
+    finally:
+        proxy.close()
+    assert proxy.cuts >= 2
+    assert reconnects >= 2
+    assert [(b.epoch, b.index) for b in got] == [(b.epoch, b.index) for b in reference]
+    for mine, theirs in zip(got, reference, strict=True):
+        assert mine.sample_ids == theirs.sample_ids
+        assert mine.x.tobytes() == theirs.x.tobytes()
+
+
+def test_gives_up_with_a_clear_error_when_the_server_stays_away(server_url: str) -> None:
+    port = urlparse(server_url).port
+    assert port is not None
+    # The first connection breaks after about three batches; every later one at once.
+    proxy = CuttingProxy(port, lambda n: BATCH_BYTES * 3 if n == 0 else 0)
+    try:
+        with Client(proxy.url, retry=RetryPolicy(attempts=3, backoff_s=0.01)) as client:
+            stream = client.stream(**SPEC)
+            delivered = []
+            with pytest.raises(ConnectionLostError, match="3 reconnects failed"):
+                for _ in range(50):
+                    delivered.append(stream.next_batch(timeout=60).index)
+            stream.close()
+    finally:
+        proxy.close()
+    assert delivered == list(range(len(delivered))) and 1 <= len(delivered) <= 3
+    assert proxy.connections == 4  # the first, then three failed reconnects
