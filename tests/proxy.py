@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -35,7 +36,9 @@ class CuttingProxy:
             self.connections += 1
             upstream = socket.create_connection(self._target)
             threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, budget), daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(upstream, client, budget), daemon=True
+            ).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, budget: int | None) -> None:
         sent = 0
@@ -51,13 +54,11 @@ class CuttingProxy:
                 sink.sendall(data)
                 sent += len(data)
         except OSError:
-            pass
+            pass  # either side went away: the cut is the point
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
 
     def close(self) -> None:

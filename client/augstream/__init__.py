@@ -11,7 +11,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from ._exceptions import (  # noqa: E402
+from ._exceptions import (
     AugstreamError,
     BusyError,
     ConnectionLostError,
@@ -21,10 +21,10 @@ from ._exceptions import (  # noqa: E402
     ServerError,
     TruncatedError,
 )
-from .client import Client  # noqa: E402
-from .info import DatasetInfo, StreamHeader  # noqa: E402
-from .spec import Position, Shard, StreamSpec  # noqa: E402
-from .stream import Batch, RetryPolicy, Stream  # noqa: E402
+from .client import Client
+from .info import DatasetInfo, StreamHeader
+from .spec import Position, Shard, StreamSpec
+from .stream import Batch, RetryPolicy, Stream
 
 __all__ = [
     "AugstreamError",

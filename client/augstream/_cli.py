@@ -30,8 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a small real data set locally and stream augmented batches from it",
         description="Start a server on loopback over scikit-learn's digits and stream from it.",
     )
-    demo.add_argument("--batches", type=int, default=20, help="batches to stream (default: %(default)s)")
-    demo.add_argument("--out", default="augstream-demo", help="folder for the data and the preview grid")
+    demo.add_argument(
+        "--batches", type=int, default=20, help="batches to stream (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--out", default="augstream-demo", help="folder for the data and the preview grid"
+    )
     return parser
 
 
@@ -40,8 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         if getattr(args, "missing_service", False):
-            print("augstream serve needs the server extra: pip install 'augstream[service]'",
-                  file=sys.stderr)
+            print(
+                "augstream serve needs the server extra: pip install 'augstream[service]'",
+                file=sys.stderr,
+            )
             return 2
         from augstream_service.cli import serve
 

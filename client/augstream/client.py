@@ -66,7 +66,9 @@ class Client:
         """One dataset's sample count and classes; ``NotFoundError`` if unknown."""
         return DatasetInfo.model_validate(self._get(f"/v1/datasets/{name}"))
 
-    def stream(self, spec: StreamSpec | None = None, /, *, prefetch: int = 4, **fields: Any) -> Stream:
+    def stream(
+        self, spec: StreamSpec | None = None, /, *, prefetch: int = 4, **fields: Any
+    ) -> Stream:
         """Start streaming batches.
 
         Pass a ``StreamSpec``, its fields as keyword arguments, or both (keywords win)::

@@ -164,9 +164,7 @@ class StreamSpec(_Frozen):
 
     @field_validator("brightness_range")
     @classmethod
-    def _check_brightness(
-        cls, value: tuple[float, float] | None
-    ) -> tuple[float, float] | None:
+    def _check_brightness(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
         if value is not None and not (value[0] <= value[1] <= 100):
             raise ValueError(f"expected [lower, upper] with lower <= upper, got {list(value)!r}")
         return value

@@ -7,6 +7,7 @@ next batch it has not delivered, so no batch is lost or repeated.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -255,10 +256,8 @@ class _Reader:
             connection = self._connection
         if connection is not None:
             # Unblocks a read in progress; the reader thread then exits on its own.
-            try:
+            with contextlib.suppress(Exception):  # closing a broken stream may fail
                 connection.close()
-            except Exception:  # noqa: S110 - closing a broken stream may fail; nothing to do
-                pass
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
 

@@ -120,7 +120,7 @@ def encode_batch(
             raise TypeError(f"array {name!r} has an object dtype, which the wire refuses")
         contiguous = np.ascontiguousarray(array)
         header = _npy_header(contiguous)
-        data = memoryview(contiguous).cast("B")
+        data = contiguous.reshape(-1).view(np.uint8).data
         parts += [header, data]
         sizes.append({"name": name, "nbytes": len(header) + data.nbytes})
     meta = json.dumps(
@@ -153,8 +153,9 @@ def _read_npy(view: memoryview, name: str) -> np.ndarray[Any, Any]:
             f"array {name!r} declares shape {shape} {dtype} but carries "
             f"{view.nbytes - offset} bytes"
         )
-    order = "F" if fortran_order else "C"
-    return np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape, order=order)
+    flat = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+    array: np.ndarray[Any, Any] = flat.reshape(shape, order="F" if fortran_order else "C")
+    return array
 
 
 def decode_batch(body: bytes) -> BatchFrame:

@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from .app import create_app  # noqa: E402
-from .settings import Settings  # noqa: E402
+from .app import create_app
+from .settings import Settings
 
 __all__ = ["Settings", "__version__", "create_app"]

@@ -21,7 +21,9 @@ class BackgroundServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="augstream-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, name="augstream-server", daemon=True
+        )
         self.host = host
         self.port = port
 

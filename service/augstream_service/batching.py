@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from augstream.spec import ClassMode, StreamSpec
 
 __all__ = ["allocate_images", "batch_nbytes", "make_labels"]

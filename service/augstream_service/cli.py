@@ -12,20 +12,31 @@ __all__ = ["add_serve_arguments", "serve"]
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``augstream serve``."""
     parser.add_argument(
-        "folders", nargs="+", type=Path, metavar="DIR",
+        "folders",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
         help="a folder of class subfolders; each becomes a dataset named after the folder",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
     parser.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     parser.add_argument(
-        "--threads", type=int, default=None,
+        "--threads",
+        type=int,
+        default=None,
         help="worker threads for decoding and augmentation (default: one per core)",
     )
     parser.add_argument(
-        "--prefetch", type=int, default=None,
+        "--prefetch",
+        type=int,
+        default=None,
         help="batches each stream prepares ahead of its client (default: 4)",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
 
 
 def serve(args: argparse.Namespace) -> int:

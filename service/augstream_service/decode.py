@@ -6,11 +6,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from augstream.spec import ColorMode, Interpolation
 
 __all__ = ["DecodeError", "INTERPOLATIONS", "centre_crop_to_aspect", "decode_image", "resize"]
 
-Image = np.ndarray[Any, np.dtype[np.uint8]]
+# OpenCV's stubs type every result loosely; images here are uint8 HxWxC throughout.
+Image = np.ndarray[Any, Any]
 
 INTERPOLATIONS: dict[Interpolation, int] = {
     "nearest": cv2.INTER_NEAREST,
@@ -36,14 +38,22 @@ def _to_8bit(image: np.ndarray[Any, Any]) -> Image:
     return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+_FLAGS: dict[ColorMode, int] = {
+    "grayscale": cv2.IMREAD_GRAYSCALE,
+    "rgb": cv2.IMREAD_COLOR_RGB,
+    "rgba": cv2.IMREAD_UNCHANGED,
+}
+
+
 def _read(data: bytes, color_mode: ColorMode) -> Image:
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if color_mode == "grayscale":
-        image = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
-    elif color_mode == "rgb":
-        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
-    else:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if not data:
+        raise DecodeError("not a decodable image (the file is empty)")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _FLAGS[color_mode])
+    except cv2.error as exc:
+        # OpenCV raises (rather than returning None) for some malformed or oversized inputs.
+        message = str(exc).strip().splitlines()[-1]
+        raise DecodeError(f"not a decodable image ({message})") from exc
     if image is None:
         raise DecodeError("not a decodable image (unknown format or corrupt data)")
     image = _to_8bit(image)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from augstream.spec import StreamSpec
 from augstream.wire import PROTOCOL_VERSION, encode_batch
 
@@ -67,7 +68,9 @@ class StreamPlan:
     @property
     def samples(self) -> int:
         """Samples per epoch in this stream's shard."""
-        return sampling.shard_size(len(self.listing.files), self.spec.shard.index, self.spec.shard.count)
+        return sampling.shard_size(
+            len(self.listing.files), self.spec.shard.index, self.spec.shard.count
+        )
 
     @property
     def batches_per_epoch(self) -> int:

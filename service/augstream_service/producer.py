@@ -13,9 +13,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future
 
-from augstream.wire import FrameKind, encode_json_frame
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from augstream.wire import FrameKind, encode_json_frame
 
 from .pipeline import SampleError, StreamPlan
 from .sampling import positions

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from augstream.spec import StreamSpec
 from fastapi import APIRouter, Body
 from starlette.concurrency import run_in_threadpool
+
+from augstream.spec import StreamSpec
 
 from .catalog import Dataset
 from .errors import BusyError
@@ -50,7 +51,7 @@ def get_dataset(name: str, state: State) -> dict[str, Any]:
     summary="Stream augmented batches as wire-protocol v1 frames",
     response_class=FrameStreamResponse,
 )
-async def stream(state: State, spec: StreamSpec = Body()) -> FrameStreamResponse:
+async def stream(state: State, spec: Annotated[StreamSpec, Body()]) -> FrameStreamResponse:
     dataset = state.catalog.get(spec.dataset)
     plan = await run_in_threadpool(make_plan, spec, dataset, state.limits)
     if not state.slots.try_acquire():

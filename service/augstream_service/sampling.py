@@ -29,7 +29,9 @@ _SAMPLE_KEY = 0x5A3E
 
 
 @lru_cache(maxsize=64)
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray[Any, np.dtype[np.int64]]:
+def epoch_order(
+    n: int, seed: int, epoch: int, shuffle: bool
+) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The dataset indices of one epoch, in the order they are served (read-only, cached)."""
     if shuffle:
         key = np.random.SeedSequence([_ORDER_KEY, seed, epoch])

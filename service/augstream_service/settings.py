@@ -21,7 +21,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AUGSTREAM_", extra="forbid")
 
-    datasets: list[Path] = Field(default_factory=list, description="Folders to serve, one dataset each")
+    datasets: list[Path] = Field(
+        default_factory=list, description="Folders to serve, one dataset each"
+    )
     threads: Annotated[int, Field(ge=1, le=256)] = Field(default_factory=_default_threads)
     prefetch: Annotated[int, Field(ge=1, le=64)] = 4
     max_streams: Annotated[int, Field(ge=1)] = 64

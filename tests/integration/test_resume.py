@@ -5,12 +5,19 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 import pytest
-from augstream import Batch, Client, ConnectionLostError, RetryPolicy
 
+from augstream import Batch, Client, ConnectionLostError, RetryPolicy
 from tests.proxy import CuttingProxy
 
-SPEC = dict(dataset="pets", target_size=(32, 32), batch_size=4, seed=21, rotation_range=30,
-            zoom_range=0.2, horizontal_flip=True)
+SPEC = dict(
+    dataset="pets",
+    target_size=(32, 32),
+    batch_size=4,
+    seed=21,
+    rotation_range=30,
+    zoom_range=0.2,
+    horizontal_flip=True,
+)
 BATCH_BYTES = 4 * 32 * 32 * 3
 
 
@@ -29,10 +36,12 @@ def test_cut_connections_resume_without_loss_or_repeat(server_url: str, cut: int
     budgets = {0: cut, 1: BATCH_BYTES * 2 + 50, 2: 3000}
     proxy = CuttingProxy(port, lambda n: budgets.get(n))
     try:
-        with Client(proxy.url, retry=RetryPolicy(backoff_s=0.01)) as client:
-            with client.stream(**SPEC) as stream:
-                got = [stream.next_batch(timeout=60) for _ in range(14)]
-                reconnects = stream.reconnects
+        with (
+            Client(proxy.url, retry=RetryPolicy(backoff_s=0.01)) as client,
+            client.stream(**SPEC) as stream,
+        ):
+            got = [stream.next_batch(timeout=60) for _ in range(14)]
+            reconnects = stream.reconnects
     finally:
         proxy.close()
     assert proxy.cuts >= 2

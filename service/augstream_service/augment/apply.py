@@ -6,6 +6,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from augstream.spec import FillMode, StreamSpec
 
 from .geometry import affine_matrix, is_identity

@@ -42,7 +42,8 @@ def affine_matrix(params: TransformParams, height: int, width: int) -> Matrix:
         matrix = matrix @ np.array([[-1, 0, width - 1], [0, 1, 0], [0, 0, 1]])
     if params.flip_vertical:
         matrix = matrix @ np.array([[1, 0, 0], [0, -1, height - 1], [0, 0, 1]])
-    return matrix[:2]
+    result: Matrix = matrix[:2]
+    return result
 
 
 def is_identity(matrix: Matrix) -> bool:

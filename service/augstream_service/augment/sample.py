@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from augstream.spec import ShiftRange, StreamSpec
 
 from .params import IDENTITY, TransformParams

@@ -1,0 +1,104 @@
+"""The ``augstream`` command: ``serve`` as a real process, and the demo end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from augstream import Client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stderr.read().decode()}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("server did not become healthy")
+
+
+@pytest.mark.slow
+def test_serve_folders_then_stream(image_root: Path, corrupt_root: Path) -> None:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "augstream._cli",
+        "serve",
+        str(image_root),
+        str(corrupt_root),
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process)
+        with Client(url) as client:
+            assert [d.name for d in client.datasets()] == ["broken", "pets"]
+            with client.stream(dataset="pets", target_size=(16, 16), batch_size=4) as stream:
+                x, y = next(stream)
+                assert x.shape == (4, 16, 16, 3) and y.shape == (4, 3)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0
+
+
+def test_serve_rejects_a_missing_folder(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "augstream._cli", "serve", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "augstream._cli",
+            "demo",
+            "--batches",
+            "4",
+            "--out",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1797 images, 10 classes" in result.stdout
+    assert "byte-identical: True" in result.stdout
+    assert (tmp_path / "demo" / "demo-grid.png").stat().st_size > 0
