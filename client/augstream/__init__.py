@@ -22,7 +22,7 @@ from ._exceptions import (
     TruncatedError,
 )
 from .client import Client
-from .info import DatasetInfo, StreamHeader
+from .info import DatasetInfo, FileListing, StreamHeader
 from .spec import Position, Shard, StreamSpec
 from .stream import Batch, RetryPolicy, Stream
 
@@ -33,6 +33,7 @@ __all__ = [
     "Client",
     "ConnectionLostError",
     "DatasetInfo",
+    "FileListing",
     "InvalidSpecError",
     "NotFoundError",
     "Position",

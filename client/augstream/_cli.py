@@ -27,15 +27,14 @@ def _parser() -> argparse.ArgumentParser:
         add_serve_arguments(serve)
     demo = commands.add_parser(
         "demo",
-        help="serve a small real data set locally and stream augmented batches from it",
-        description="Start a server on loopback over scikit-learn's digits and stream from it.",
+        help="train a Keras CNN on handwritten digits streamed from a local server",
+        description="Start a server on loopback over scikit-learn's digits, train the lecture's "
+        "CNN through its streams, and run the horizontal-flip lab experiment.",
     )
     demo.add_argument(
-        "--batches", type=int, default=20, help="batches to stream (default: %(default)s)"
+        "--epochs", type=int, default=5, help="training epochs (default: %(default)s)"
     )
-    demo.add_argument(
-        "--out", default="augstream-demo", help="folder for the data and the preview grid"
-    )
+    demo.add_argument("--out", default="augstream-demo", help="folder for the data set")
     return parser
 
 
@@ -54,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     from ._demo import run_demo
 
-    return run_demo(batches=args.batches, out=args.out)
+    return run_demo(epochs=args.epochs, out=args.out)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,11 +9,17 @@ from typing import Any
 import httpx
 
 from ._http import error_from_response
-from .info import DatasetInfo
+from .info import DatasetInfo, FileListing
 from .spec import StreamSpec
 from .stream import RetryPolicy, Stream
 
 __all__ = ["Client"]
+
+
+def _resolve(spec: StreamSpec | None, fields: dict[str, Any]) -> StreamSpec:
+    if spec is not None:
+        fields = {**spec.model_dump(exclude_unset=True), **fields}
+    return StreamSpec.model_validate(fields)
 
 
 class Client:
@@ -37,6 +43,7 @@ class Client:
             raise ValueError("no server URL: pass Client(url) or set AUGSTREAM_URL")
         self.url = url.rstrip("/")
         api_key = api_key if api_key is not None else os.environ.get("AUGSTREAM_API_KEY")
+        self.api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._retry = retry or RetryPolicy()
         self._http = httpx.Client(
@@ -66,6 +73,17 @@ class Client:
         """One dataset's sample count and classes; ``NotFoundError`` if unknown."""
         return DatasetInfo.model_validate(self._get(f"/v1/datasets/{name}"))
 
+    def files(self, spec: StreamSpec | None = None, /, **fields: Any) -> FileListing:
+        """The files and labels a stream with this spec reads, in sample-id order (Keras'
+        ``filenames`` and ``classes``)."""
+        resolved = _resolve(spec, fields)
+        body = resolved.model_dump(mode="json", exclude_defaults=True)
+        body["dataset"] = resolved.dataset
+        response = self._http.post("/v1/files", json=body, headers=self._headers)
+        if response.status_code != 200:
+            raise error_from_response(response)
+        return FileListing.model_validate(response.json())
+
     def stream(
         self, spec: StreamSpec | None = None, /, *, prefetch: int = 4, **fields: Any
     ) -> Stream:
@@ -78,9 +96,7 @@ class Client:
 
         Without a ``seed`` one is drawn here, so a reconnect resumes the very same stream.
         """
-        if spec is not None:
-            fields = {**spec.model_dump(exclude_unset=True), **fields}
-        resolved = StreamSpec.model_validate(fields)
+        resolved = _resolve(spec, fields)
         if resolved.seed is None:
             resolved = resolved.with_seed(secrets.randbelow(2**31))
         return Stream(

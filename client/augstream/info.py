@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .spec import StreamSpec
 
-__all__ = ["DatasetInfo", "StreamHeader"]
+__all__ = ["DatasetInfo", "FileListing", "StreamHeader"]
 
 
 class DatasetInfo(BaseModel):
@@ -20,6 +20,16 @@ class DatasetInfo(BaseModel):
     samples: int
     class_indices: dict[str, int]
     class_counts: dict[str, int] = {}
+
+
+class FileListing(BaseModel):
+    """The files a spec streams from, in sample-id order, with their labels."""
+
+    model_config = ConfigDict(frozen=True)
+
+    class_indices: dict[str, int]
+    files: list[str]
+    labels: list[int]
 
 
 class StreamHeader(BaseModel):

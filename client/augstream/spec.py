@@ -106,7 +106,10 @@ class StreamSpec(_Frozen):
     stream header carries it, so a resumed stream stays identical.
     """
 
-    dataset: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
+    # Names start with a letter or digit: never "." or "..", never hidden.
+    dataset: Annotated[
+        str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    ]
     target_size: tuple[Side, Side] = (256, 256)
     color_mode: ColorMode = "rgb"
     classes: list[str] | None = Field(default=None, min_length=1)
@@ -120,6 +123,8 @@ class StreamSpec(_Frozen):
     start: Position = Position()
     shard: Shard = Shard()
     epochs: Annotated[int, Field(ge=1)] | None = None
+    validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    subset: Literal["training", "validation"] | None = None
 
     # ImageDataGenerator's augmentation parameters, same names, same defaults.
     rotation_range: Annotated[float, Field(ge=0, le=360)] = 0.0
@@ -137,6 +142,10 @@ class StreamSpec(_Frozen):
     rescale: float | None = None
     samplewise_center: bool = False
     samplewise_std_normalization: bool = False
+    #: "keras-legacy" reproduces the legacy implementation where it departs from its own
+    #: documentation (swapped shift axes, off-centre warps of non-square images, brightness
+    #: through 8 bits), for users who must match old results.
+    compat: Literal["documented", "keras-legacy"] = "documented"
 
     @field_validator("width_shift_range", "height_shift_range")
     @classmethod
@@ -203,6 +212,11 @@ class StreamSpec(_Frozen):
                 f"dtype='uint8' cannot carry the result of {float_only[0]}; "
                 "use dtype='float32' or leave dtype unset"
             )
+        if self.subset is not None and not self.validation_split:
+            raise ValueError(
+                f"subset={self.subset!r} needs a validation_split in (0, 1), got "
+                f"{self.validation_split}"
+            )
         if self.epochs is not None and self.start.epoch >= self.epochs:
             raise ValueError(
                 f"start.epoch must be < epochs ({self.epochs}), got {self.start.epoch}"
@@ -221,8 +235,12 @@ class StreamSpec(_Frozen):
 
     def with_start(self, epoch: int, batch: int) -> StreamSpec:
         """The same stream, starting at ``(epoch, batch)``."""
-        return self.model_copy(update={"start": Position(epoch=epoch, batch=batch)})
+        return self._updated(start={"epoch": epoch, "batch": batch})
 
     def with_seed(self, seed: int) -> StreamSpec:
         """The same stream with a fixed ``seed``."""
-        return self.model_copy(update={"seed": seed})
+        return self._updated(seed=seed)
+
+    def _updated(self, **changes: Any) -> StreamSpec:
+        # model_copy(update=...) skips validation; a changed spec must be checked again.
+        return StreamSpec.model_validate({**self.model_dump(), **changes})

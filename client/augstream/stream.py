@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -321,6 +321,18 @@ class Stream(Iterator[Any]):
 
     def __iter__(self) -> Stream:
         return self
+
+    def generator(self) -> Generator[Any, None, None]:
+        """A genuine Python generator over the stream, which Keras' ``fit`` accepts as is::
+
+        model.fit(stream.generator(), steps_per_epoch=len(stream), epochs=5)
+        """
+        while True:
+            try:
+                batch = self.next_batch()
+            except StopIteration:
+                return
+            yield batch.as_keras()
 
     def next_batch(self, timeout: float | None = None) -> Batch:
         """The next batch with its position and sample ids."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import io
 import json
+import math
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -146,15 +147,20 @@ def _read_npy(view: memoryview, name: str) -> np.ndarray[Any, Any]:
         raise ProtocolError(f"array {name!r} is not a valid .npy blob: {exc}") from exc
     if dtype.hasobject:
         raise ProtocolError(f"array {name!r} has an object dtype; refusing to unpickle")
+    if dtype.itemsize == 0 or any(d < 0 for d in shape):
+        raise ProtocolError(f"array {name!r} declares an impossible shape {shape} of {dtype}")
     offset = stream.tell()
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: no overflow to a misleading zero
     if view.nbytes - offset != count * dtype.itemsize:
         raise ProtocolError(
             f"array {name!r} declares shape {shape} {dtype} but carries "
             f"{view.nbytes - offset} bytes"
         )
-    flat = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
-    array: np.ndarray[Any, Any] = flat.reshape(shape, order="F" if fortran_order else "C")
+    try:
+        flat = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+        array: np.ndarray[Any, Any] = flat.reshape(shape, order="F" if fortran_order else "C")
+    except ValueError as exc:
+        raise ProtocolError(f"array {name!r} cannot be read: {exc}") from exc
     return array
 
 

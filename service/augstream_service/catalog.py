@@ -12,7 +12,7 @@ from .sources import Listing, list_class_folders
 
 __all__ = ["Catalog", "Dataset", "UnknownDatasetError"]
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class UnknownDatasetError(LookupError):

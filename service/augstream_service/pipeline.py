@@ -22,7 +22,15 @@ from .catalog import Dataset
 from .decode import DecodeError, decode_image
 from .sources import Listing, SourceError, read_file
 
-__all__ = ["Limits", "PlanError", "ProducedBatch", "SampleError", "StreamPlan", "make_plan"]
+__all__ = [
+    "Limits",
+    "PlanError",
+    "ProducedBatch",
+    "SampleError",
+    "StreamPlan",
+    "make_plan",
+    "resolve_listing",
+]
 
 
 class PlanError(ValueError):
@@ -151,6 +159,22 @@ class StreamPlan:
             ) from exc
 
 
+def resolve_listing(spec: StreamSpec, dataset: Dataset) -> Listing:
+    """The files a spec streams from: the dataset, its ``classes`` and its ``subset``."""
+    listing = dataset.listing
+    if spec.classes is not None:
+        try:
+            listing = listing.select(spec.classes)
+        except KeyError as exc:
+            raise PlanError("classes", str(exc.args[0])) from exc
+    if spec.subset is not None:
+        listing = listing.split(spec.validation_split, spec.subset)
+    if not listing.files:
+        what = f"the {spec.subset} subset of " if spec.subset else ""
+        raise PlanError("dataset", f"{what}dataset {dataset.name!r} has no images")
+    return listing
+
+
 def make_plan(spec: StreamSpec, dataset: Dataset, limits: Limits) -> StreamPlan:
     """Check ``spec`` against ``dataset`` and the server's limits; fix the seed if unset."""
     nbytes = batch_nbytes(spec)
@@ -161,14 +185,7 @@ def make_plan(spec: StreamSpec, dataset: Dataset, limits: Limits) -> StreamPlan:
             f"{spec.output_dtype} is {nbytes} bytes; this server allows at most "
             f"{limits.max_batch_bytes} bytes per batch: lower batch_size or target_size",
         )
-    listing = dataset.listing
-    if spec.classes is not None:
-        try:
-            listing = listing.select(spec.classes)
-        except KeyError as exc:
-            raise PlanError("classes", str(exc.args[0])) from exc
-    if not listing.files:
-        raise PlanError("dataset", f"dataset {dataset.name!r} has no images")
+    listing = resolve_listing(spec, dataset)
     if spec.class_mode == "binary" and len(listing.class_names) != 2:
         raise PlanError(
             "class_mode",

@@ -11,7 +11,7 @@ from augstream.spec import StreamSpec
 
 from .catalog import Dataset
 from .errors import BusyError
-from .pipeline import make_plan
+from .pipeline import make_plan, resolve_listing
 from .producer import FrameStreamResponse, stream_frames
 from .state import State
 
@@ -44,6 +44,16 @@ def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
 @router.get("/v1/datasets/{name}", summary="One dataset: sample count and class indices")
 def get_dataset(name: str, state: State) -> dict[str, Any]:
     return _info(state.catalog.get(name))
+
+
+@router.post("/v1/files", summary="The files and labels a spec streams from, in sample-id order")
+def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, Any]:
+    listing = resolve_listing(spec, state.catalog.get(spec.dataset))
+    return {
+        "class_indices": listing.class_indices,
+        "files": list(listing.files),
+        "labels": listing.labels.tolist(),
+    }
 
 
 @router.post(

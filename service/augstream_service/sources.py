@@ -54,6 +54,20 @@ class Listing:
             labels=labels[order],
         )
 
+    def split(self, validation_split: float, subset: str) -> Listing:
+        """Keras' split: per class, the first ``validation_split`` of the files is the
+        validation subset and the rest the training subset."""
+        keep: list[int] = []
+        for label in range(len(self.class_names)):
+            members = np.flatnonzero(self.labels == label)
+            cut = int(validation_split * len(members))
+            keep += (members[:cut] if subset == "validation" else members[cut:]).tolist()
+        return Listing(
+            class_names=self.class_names,
+            files=tuple(self.files[i] for i in keep),
+            labels=self.labels[keep],
+        )
+
 
 def _inside(path: Path, root: Path) -> bool:
     try:
@@ -76,8 +90,8 @@ def list_class_folders(root: Path) -> Listing:
     files: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(root / name):
-            dirnames.sort()
+        # Keras' order: folders sorted by their path string, files sorted within each.
+        for dirpath, _, filenames in sorted(os.walk(root / name), key=lambda walked: walked[0]):
             for filename in sorted(filenames):
                 path = Path(dirpath, filename)
                 if path.suffix.lower() in IMAGE_EXTENSIONS and _inside(path, root):

@@ -47,6 +47,7 @@ def test_top_level_surface() -> None:
         "Client",
         "ConnectionLostError",
         "DatasetInfo",
+        "FileListing",
         "InvalidSpecError",
         "NotFoundError",
         "Position",

@@ -33,10 +33,11 @@ def warp(
     fill_mode: FillMode = "nearest",
     cval: float = 0.0,
     order: int = 1,
+    legacy_centre: bool = False,
 ) -> Array:
     """All of ``params``' geometry in one ``cv2.warpAffine`` (or none when it is the identity)."""
     height, width = image.shape[:2]
-    matrix = affine_matrix(params, height, width)
+    matrix = affine_matrix(params, height, width, legacy_centre=legacy_centre)
     if is_identity(matrix):
         return image
     out = cv2.warpAffine(
@@ -50,13 +51,17 @@ def warp(
     return out if out.ndim == 3 else out[:, :, np.newaxis]
 
 
-def _photometric(image: Array, params: TransformParams) -> Array:
+def _photometric(image: Array, params: TransformParams, legacy: bool) -> Array:
     x = image.astype(np.float32)
     if params.channel_shift is not None:
         # One offset for every channel, clipped to the image's own range, as Keras does.
         x = np.clip(x + np.float32(params.channel_shift), x.min(), x.max())
     if params.brightness is not None:
-        x = np.clip(x * np.float32(params.brightness), 0.0, 255.0)
+        if legacy:
+            # Keras goes through an 8-bit PIL image: truncate, scale, round to 8 bits.
+            x = np.rint(np.clip(np.trunc(x) * np.float32(params.brightness), 0.0, 255.0))
+        else:
+            x = np.clip(x * np.float32(params.brightness), 0.0, 255.0)
     return x
 
 
@@ -77,11 +82,17 @@ def apply(image: Array, params: TransformParams, spec: StreamSpec, out: Array) -
     Geometry runs on uint8 (OpenCV's fastest path); photometric operations and
     standardisation run in float32 and are rounded back only when the output is uint8.
     """
+    legacy = spec.compat == "keras-legacy"
     x: Array = warp(
-        image, params, fill_mode=spec.fill_mode, cval=spec.cval, order=spec.interpolation_order
+        image,
+        params,
+        fill_mode=spec.fill_mode,
+        cval=spec.cval,
+        order=spec.interpolation_order,
+        legacy_centre=legacy,
     )
     if params.channel_shift is not None or params.brightness is not None:
-        x = _photometric(x, params)
+        x = _photometric(x, params, legacy)
     if out.dtype == np.uint8:
         if x.dtype == np.uint8:
             out[...] = x

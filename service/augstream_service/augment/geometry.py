@@ -19,13 +19,16 @@ def _rotation(theta_deg: float) -> Matrix:
     return np.array([[math.cos(t), -math.sin(t), 0], [math.sin(t), math.cos(t), 0], [0, 0, 1]])
 
 
-def affine_matrix(params: TransformParams, height: int, width: int) -> Matrix:
+def affine_matrix(
+    params: TransformParams, height: int, width: int, *, legacy_centre: bool = False
+) -> Matrix:
     """The output-to-input map (x = column, y = row) that ``cv2.warpAffine`` takes with
     ``WARP_INVERSE_MAP``.
 
     The product R . T . Shear . Zoom is Keras' own, centred on the image centre
     ((w - 1) / 2, (h - 1) / 2); the flips are applied to the output afterwards, so they sit
-    on the right of the product.
+    on the right of the product. ``legacy_centre`` reproduces Keras' centre, which swaps
+    height and width (off-centre for non-square images).
     """
     shear = math.radians(params.shear)
     matrix = (
@@ -35,6 +38,8 @@ def affine_matrix(params: TransformParams, height: int, width: int) -> Matrix:
         @ np.array([[params.zx, 0, 0], [0, params.zy, 0], [0, 0, 1]])
     )
     cx, cy = width / 2 - 0.5, height / 2 - 0.5
+    if legacy_centre:
+        cx, cy = cy, cx
     to_centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]])
     from_centre = np.array([[1, 0, cx], [0, 1, cy], [0, 0, 1]])
     matrix = from_centre @ matrix @ to_centre

@@ -49,8 +49,14 @@ def sample(rng: np.random.Generator, spec: StreamSpec, shape: tuple[int, ...]) -
     theta = 0.0
     if spec.rotation_range:
         theta = float(rng.uniform(-spec.rotation_range, spec.rotation_range))
-    tx = _shift(rng, spec.width_shift_range, width)
-    ty = _shift(rng, spec.height_shift_range, height)
+    if spec.compat == "keras-legacy":
+        # Keras' own draw: the horizontal shift from height_shift_range scaled by the
+        # height, then the vertical one from width_shift_range (tensorflow issue 82838).
+        tx = _shift(rng, spec.height_shift_range, height)
+        ty = _shift(rng, spec.width_shift_range, width)
+    else:
+        tx = _shift(rng, spec.width_shift_range, width)
+        ty = _shift(rng, spec.height_shift_range, height)
     shear = float(rng.uniform(-spec.shear_range, spec.shear_range)) if spec.shear_range else 0.0
     lo, hi = _zoom_bounds(spec)
     zx = zy = 1.0

@@ -1,0 +1,294 @@
+"""Keras adapters: a ``PyDataset`` over a stream, and a callback that shows input stalls.
+
+Importing this module imports Keras; ``import augstream`` alone does not.
+
+``StreamDataset[i]`` during the k-th epoch Keras runs is batch ``i`` of epoch
+``start.epoch + k`` of the stream, whichever thread asks and in whatever order: batches are
+a pure function of their position, so any position can be fetched again (the dataset reopens
+the stream there), and ``workers > 1`` neither duplicates nor drops data.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import keras
+import numpy as np
+
+from .client import Client
+from .spec import StreamSpec
+from .stream import Batch, Stream
+
+__all__ = ["InputStallMonitor", "StreamDataset"]
+
+# How far ahead of the current stream position a request may be before reopening is cheaper
+# than reading forward.
+_READ_AHEAD = 64
+
+
+class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
+    """A Keras ``PyDataset`` whose batches come from an augstream server.
+
+    Give a client (or a URL) and a spec, or its fields as keywords; ``workers``,
+    ``use_multiprocessing`` and ``max_queue_size`` are ``PyDataset``'s own. The connection is
+    opened lazily, so the dataset can be pickled for multiprocessing.
+    """
+
+    def __init__(
+        self,
+        client: Client | str | None = None,
+        spec: StreamSpec | None = None,
+        *,
+        api_key: str | None = None,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+        **fields: Any,
+    ) -> None:
+        super().__init__(
+            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
+        )
+        self._url: str | None = client.url if isinstance(client, Client) else client
+        self._api_key = api_key
+        merged = {**(spec.model_dump(exclude_unset=True) if spec else {}), **fields}
+        resolved = StreamSpec.model_validate(merged)
+        if resolved.epochs is not None:
+            raise ValueError("a StreamDataset is endless: leave epochs unset")
+        if resolved.seed is None:
+            resolved = resolved.with_seed(secrets.randbelow(2**31))
+        self.spec = resolved
+        self._epoch = resolved.start.epoch
+        self._cache_size = max(8, 2 * (workers + max_queue_size))
+        self._reset_connection()
+
+    def _reset_connection(self) -> None:
+        self._lock = threading.Lock()
+        self._client: Client | None = None
+        self._stream: Stream | None = None
+        self._next: tuple[int, int] = (-1, -1)
+        self._cache: OrderedDict[tuple[int, int], Batch] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_lock", "_client", "_stream", "_cache"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_connection()
+
+    def _open(self, epoch: int, index: int) -> Stream:
+        if self._client is None:
+            self._client = Client(self._url, api_key=self._api_key)
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = self._client.stream(self.spec.with_start(epoch, index))
+        self._next = (epoch, index)
+        return self._stream
+
+    def _header_stream(self) -> Stream:
+        with self._lock:
+            if self._stream is None:
+                return self._open(self._epoch, 0)
+            return self._stream
+
+    @property
+    def num_batches(self) -> int:
+        return len(self._header_stream())
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    @property
+    def class_indices(self) -> dict[str, int]:
+        """Class name -> label index."""
+        return self._header_stream().class_indices
+
+    @property
+    def samples(self) -> int:
+        """Images per epoch."""
+        return self._header_stream().samples
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        """Batch ``index`` of ``epoch`` of the stream (cached, thread-safe)."""
+        key = (epoch, index)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            per_epoch = len(self._stream) if self._stream is not None else 0
+            position = self._next[0] * per_epoch + self._next[1]
+            target = epoch * per_epoch + index
+            stream = self._stream
+            if stream is None or not 0 <= target - position <= _READ_AHEAD:
+                stream = self._open(epoch, index)
+            while True:
+                batch = stream.next_batch()
+                self._next = (batch.epoch, batch.index + 1)
+                if self._next[1] == len(stream):
+                    self._next = (batch.epoch + 1, 0)
+                self._cache[(batch.epoch, batch.index)] = batch
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+                if (batch.epoch, batch.index) == key:
+                    return batch
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range: an epoch has {len(self)} batches")
+        return self._convert(self.batch(self._epoch, index))
+
+    def _convert(self, batch: Batch) -> Any:
+        return batch.as_keras()
+
+    def on_epoch_end(self) -> None:
+        """Keras calls this after each epoch: the next epoch reads the stream's next epoch."""
+        self._epoch += 1
+
+    def close(self) -> None:
+        """Close the connection (it reopens if the dataset is used again)."""
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+            if self._client is not None:
+                self._client.close()
+            self._stream, self._client = None, None
+
+
+class InputStallMonitor(keras.callbacks.Callback):  # type: ignore[misc]
+    """Reports, per epoch, how long training waited for data and how fast batches arrived.
+
+    The wait is the time between the end of one training step and the start of the next:
+    the time Keras spent getting the next batch. A large share means the data feed is the
+    bottleneck; a small one means the model (GPU or CPU) is.
+    """
+
+    def __init__(self, print_fn: Any = print) -> None:
+        super().__init__()
+        self._print = print_fn
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+        self._last_end: float | None = self._epoch_start
+        self._waited = 0.0
+        self._batches = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._last_end is not None:
+            self._waited += time.perf_counter() - self._last_end
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._last_end = time.perf_counter()
+        self._batches += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        elapsed = max(time.perf_counter() - self._epoch_start, 1e-9)
+        record = {
+            "epoch": float(epoch),
+            "seconds": elapsed,
+            "input_wait_seconds": self._waited,
+            "input_wait_fraction": self._waited / elapsed,
+            "batches_per_second": self._batches / elapsed,
+        }
+        self.history.append(record)
+        self._print(
+            f"augstream: epoch {epoch + 1} waited {self._waited:.2f} s for data "
+            f"({100 * record['input_wait_fraction']:.0f}% of {elapsed:.2f} s), "
+            f"{record['batches_per_second']:.1f} batches/s"
+        )
+
+
+class RemoteIterator(StreamDataset):
+    """What ``ImageDataGenerator.flow_from_directory`` returns: a ``PyDataset`` for
+    ``model.fit`` that is also an endless iterator (``next(it)``), with the attributes of
+    Keras' ``DirectoryIterator``: ``samples``, ``class_indices``, ``classes``, ``filenames``,
+    ``num_classes``, ``batch_size``, ``image_shape``.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        spec: StreamSpec,
+        *,
+        postprocess: Any = None,
+        channels_first: bool = False,
+        cast: str | None = None,
+    ) -> None:
+        super().__init__(client, spec, api_key=client.api_key)
+        listing = client.files(spec)
+        self.filenames: list[str] = listing.files
+        self.classes = np.asarray(listing.labels, dtype=np.int32)
+        self.batch_size = spec.batch_size
+        height, width = spec.target_size
+        shape = (height, width, spec.channels)
+        self.image_shape = (shape[2], height, width) if channels_first else shape
+        self.num_classes = len(listing.class_indices)
+        self._listing_indices = dict(listing.class_indices)
+        self._postprocess = postprocess
+        self._channels_first = channels_first
+        self._cast = cast
+        self._sequential: Stream | None = None
+
+    @property
+    def samples(self) -> int:
+        """Images per epoch."""
+        return len(self.filenames)
+
+    @property
+    def class_indices(self) -> dict[str, int]:
+        """Class name -> label index (sorted folder names unless ``classes`` was given)."""
+        return dict(self._listing_indices)
+
+    def _convert(self, batch: Batch) -> Any:
+        x = batch.x
+        if self._postprocess is not None:
+            x = self._postprocess(x)
+        if self._cast is not None:
+            x = x.astype(self._cast, copy=False)
+        if self._channels_first:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        if self.spec.class_mode == "input":
+            return x, x
+        return x if batch.y is None else (x, batch.y)
+
+    def __iter__(self) -> RemoteIterator:
+        return self
+
+    def __next__(self) -> Any:
+        """The next batch of an endless sequential stream (the ``fit_generator`` idiom)."""
+        with self._lock:
+            if self._sequential is None:
+                if self._client is None:
+                    self._client = Client(self._url, api_key=self._api_key)
+                self._sequential = self._client.stream(self.spec)
+            stream = self._sequential
+        return self._convert(stream.next_batch())
+
+    def next(self) -> Any:
+        """Keras 2 style alias of ``next(iterator)``."""
+        return self.__next__()
+
+    def reset(self) -> None:
+        """Restart the sequential iterator at the spec's start."""
+        with self._lock:
+            if self._sequential is not None:
+                self._sequential.close()
+            self._sequential = None
+
+    def close(self) -> None:
+        self.reset()
+        super().close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_sequential", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._sequential = None
