@@ -2,10 +2,13 @@
 
 Importing this module imports Keras; ``import augstream`` alone does not.
 
-``StreamDataset[i]`` during the k-th epoch Keras runs is batch ``i`` of epoch
-``start.epoch + k`` of the stream, whichever thread asks and in whatever order: batches are
-a pure function of their position, so any position can be fetched again (the dataset reopens
-the stream there), and ``workers > 1`` neither duplicates nor drops data.
+Keras asks a ``PyDataset`` for batch indices in its own (shuffled) order, from several
+threads with ``workers > 1``. ``StreamDataset`` hands out the stream's batches in stream
+order instead: the n-th distinct index Keras asks for in an epoch gets the stream's n-th
+batch of that epoch, and asking again for an index gives the same batch. So each epoch Keras
+runs sees one whole epoch of the stream exactly once, in the stream's (seeded, reproducible)
+order, and Keras' own shuffling costs nothing. Batches are a pure function of their
+position, so one that fell out of the small cache is fetched again by reopening the stream.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import keras
 import numpy as np
 
 from .client import Client
+from .info import StreamHeader
 from .spec import StreamSpec
 from .stream import Batch, Stream
 
@@ -63,6 +67,8 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self.spec = resolved
         self._epoch = resolved.start.epoch
         self._cache_size = max(8, 2 * (workers + max_queue_size))
+        # Worker processes cannot share the index assignment, so there index i is batch i.
+        self._in_stream_order = not use_multiprocessing
         self._reset_connection()
 
     def _reset_connection(self) -> None:
@@ -70,11 +76,13 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._client: Client | None = None
         self._stream: Stream | None = None
         self._next: tuple[int, int] = (-1, -1)
+        self._header: StreamHeader | None = None
+        self._assigned: dict[int, int] = {}  # Keras index -> stream batch of this epoch
         self._cache: OrderedDict[tuple[int, int], Batch] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_lock", "_client", "_stream", "_cache"):
+        for key in ("_lock", "_client", "_stream", "_cache", "_assigned"):
             state.pop(key, None)
         return state
 
@@ -89,17 +97,23 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
             self._stream.close()
         self._stream = self._client.stream(self.spec.with_start(epoch, index))
         self._next = (epoch, index)
+        self._header = self._stream.header
         return self._stream
 
-    def _header_stream(self) -> Stream:
-        with self._lock:
-            if self._stream is None:
-                return self._open(self._epoch, 0)
-            return self._stream
+    def _stream_header(self) -> StreamHeader:
+        # Cached: Keras asks for len() often, and must not wait behind a batch being read.
+        header = self._header
+        if header is None:
+            with self._lock:
+                if self._stream is None:
+                    self._open(self._epoch, 0)
+                assert self._header is not None
+                header = self._header
+        return header
 
     @property
     def num_batches(self) -> int:
-        return len(self._header_stream())
+        return self._stream_header().batches_per_epoch
 
     def __len__(self) -> int:
         return self.num_batches
@@ -107,12 +121,12 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
     @property
     def class_indices(self) -> dict[str, int]:
         """Class name -> label index."""
-        return self._header_stream().class_indices
+        return dict(self._stream_header().class_indices)
 
     @property
     def samples(self) -> int:
         """Images per epoch."""
-        return self._header_stream().samples
+        return self._stream_header().samples
 
     def batch(self, epoch: int, index: int) -> Batch:
         """Batch ``index`` of ``epoch`` of the stream (cached, thread-safe)."""
@@ -120,7 +134,7 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-            per_epoch = len(self._stream) if self._stream is not None else 0
+            per_epoch = self._header.batches_per_epoch if self._header is not None else 0
             position = self._next[0] * per_epoch + self._next[1]
             target = epoch * per_epoch + index
             stream = self._stream
@@ -140,14 +154,24 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
     def __getitem__(self, index: int) -> Any:
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range: an epoch has {len(self)} batches")
-        return self._convert(self.batch(self._epoch, index))
+        with self._lock:
+            position = index
+            if self._in_stream_order:
+                position = self._assigned.setdefault(index, len(self._assigned))
+            else:
+                self._assigned[index] = index
+            epoch = self._epoch
+        return self._convert(self.batch(epoch, position))
 
     def _convert(self, batch: Batch) -> Any:
         return batch.as_keras()
 
     def on_epoch_end(self) -> None:
         """Keras calls this after each epoch: the next epoch reads the stream's next epoch."""
-        self._epoch += 1
+        with self._lock:
+            if self._assigned:
+                self._epoch += 1
+                self._assigned = {}
 
     def close(self) -> None:
         """Close the connection (it reopens if the dataset is used again)."""
