@@ -10,11 +10,19 @@ from collections.abc import Callable
 
 class CuttingProxy:
     """Forwards ``127.0.0.1:<port>`` to ``target``; ``cut_after(n)`` returns the byte budget
-    of the n-th connection (0-based) from server to client, or None for no cut."""
+    of the n-th connection (0-based) from server to client, or None for no cut.
+    ``drop_from`` cuts a server-to-client stream just before the first occurrence of those
+    bytes."""
 
-    def __init__(self, target_port: int, cut_after: Callable[[int], int | None]) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        cut_after: Callable[[int], int | None],
+        drop_from: bytes | None = None,
+    ) -> None:
         self._target = ("127.0.0.1", target_port)
         self._cut_after = cut_after
+        self._drop_from = drop_from
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.connections = 0
@@ -35,18 +43,35 @@ class CuttingProxy:
             budget = self._cut_after(self.connections)
             self.connections += 1
             upstream = socket.create_connection(self._target)
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(
-                target=self._pipe, args=(upstream, client, budget), daemon=True
-            ).start()
+            forward = (client, upstream, None, None)
+            backward = (upstream, client, budget, self._drop_from)
+            threading.Thread(target=self._pipe, args=forward, daemon=True).start()
+            threading.Thread(target=self._pipe, args=backward, daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, budget: int | None) -> None:
+    def _pipe(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        budget: int | None,
+        drop_from: bytes | None,
+    ) -> None:
         sent = 0
+        held = b""  # bytes that might start the pattern, held back until we know
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
+                    sink.sendall(held)
                     break
+                if drop_from is not None:
+                    data = held + data
+                    found = data.find(drop_from)
+                    if found >= 0:
+                        sink.sendall(data[:found])
+                        self.cuts += 1
+                        break
+                    cut = max(0, len(data) - (len(drop_from) - 1))
+                    held, data = data[cut:], data[:cut]
                 if budget is not None and sent + len(data) >= budget:
                     sink.sendall(data[: budget - sent])
                     self.cuts += 1

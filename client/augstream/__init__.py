@@ -22,6 +22,7 @@ from ._exceptions import (
     TruncatedError,
 )
 from .client import Client
+from .generator import ImageDataGenerator
 from .info import DatasetInfo, FileListing, StreamHeader
 from .spec import Position, Shard, StreamSpec
 from .stream import Batch, RetryPolicy, Stream
@@ -34,6 +35,7 @@ __all__ = [
     "ConnectionLostError",
     "DatasetInfo",
     "FileListing",
+    "ImageDataGenerator",
     "InvalidSpecError",
     "NotFoundError",
     "Position",

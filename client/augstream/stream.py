@@ -30,7 +30,7 @@ from ._exceptions import (
 from ._http import error_from_response, iter_frames
 from .info import StreamHeader
 from .spec import StreamSpec
-from .wire import Frame, FrameDecoder, FrameKind, decode_batch
+from .wire import PROTOCOL_VERSION, Frame, FrameDecoder, FrameKind, decode_batch
 
 __all__ = ["Batch", "RetryPolicy", "Stream"]
 
@@ -88,17 +88,25 @@ class _Connection:
                 self.response.read()
                 raise error_from_response(self.response)
             self.frames = iter_frames(self.response, FrameDecoder())
-            first = next(self.frames, None)
+            self.header = _read_header(next(self.frames, None))
         except BaseException:
             self._stack.close()
             raise
-        if first is None or first.kind != FrameKind.HEADER:
-            self._stack.close()
-            raise ProtocolError("the stream did not start with a header frame")
-        self.header = StreamHeader.model_validate(first.json())
 
     def close(self) -> None:
         self._stack.close()
+
+
+def _read_header(first: Frame | None) -> StreamHeader:
+    if first is None or first.kind != FrameKind.HEADER:
+        raise ProtocolError("the stream did not start with a header frame")
+    payload = first.json()
+    if payload.get("protocol") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"the server speaks protocol {payload.get('protocol')!r}; "
+            f"this client speaks {PROTOCOL_VERSION}"
+        )
+    return StreamHeader.model_validate(payload)
 
 
 def _connect(
@@ -242,6 +250,11 @@ class _Reader:
                 with self._lock:
                     if self._stop.is_set():
                         return
+                epochs = self.header.spec.epochs
+                if epochs is not None and self._next[0] >= epochs:
+                    # Every batch arrived; only the end frame was lost.
+                    self._put(_END)
+                    return
                 self._connection = self._reconnect(cause)
         except Exception as exc:  # surfaced to the consumer rather than lost in a thread
             self._put(exc)

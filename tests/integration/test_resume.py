@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 import pytest
 
 from augstream import Batch, Client, ConnectionLostError, RetryPolicy
+from augstream.wire import FrameKind, encode_json_frame
 from tests.proxy import CuttingProxy
 
 SPEC = dict(
@@ -69,3 +70,25 @@ def test_gives_up_with_a_clear_error_when_the_server_stays_away(server_url: str)
         proxy.close()
     assert delivered == list(range(len(delivered))) and 1 <= len(delivered) <= 3
     assert proxy.connections == 4  # the first, then three failed reconnects
+
+
+def test_a_finite_stream_whose_end_frame_is_lost_still_ends_cleanly(server_url: str) -> None:
+    spec = dict(dataset="pets", target_size=(8, 8), batch_size=5, seed=3, epochs=1)
+    port = urlparse(server_url).port
+    assert port is not None
+    # Everything up to the end frame gets through; then the connection drops.
+    end_frame = encode_json_frame(FrameKind.END, {"batches": 4})
+    proxy = CuttingProxy(port, lambda n: None, drop_from=end_frame)
+    try:
+        with Client(proxy.url, retry=RetryPolicy(backoff_s=0.01)) as client:
+            stream = client.stream(**spec)
+            got = []
+            with pytest.raises(StopIteration):
+                while True:
+                    got.append(stream.next_batch(timeout=60).index)
+            stream.close()
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert got == [0, 1, 2, 3]
+    assert proxy.connections == 1  # nothing was left to fetch, so no reconnect
