@@ -57,36 +57,32 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Position(_Frozen):
+class _Pair(_Frozen):
+    """A two-field model that also accepts a ``(first, second)`` pair, as Keras users write."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            names = list(cls.model_fields)
+            if len(value) != 2:
+                raise ValueError(f"expected ({', '.join(names)}), got {value!r}")
+            return dict(zip(names, value, strict=True))
+        return value
+
+
+class Position(_Pair):
     """Where a stream starts: batch ``batch`` of epoch ``epoch`` (both 0-based)."""
 
     epoch: NonNegativeInt = 0
     batch: NonNegativeInt = 0
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_pair(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            if len(value) != 2:
-                raise ValueError(f"expected (epoch, batch), got {value!r}")
-            return {"epoch": value[0], "batch": value[1]}
-        return value
 
-
-class Shard(_Frozen):
+class Shard(_Pair):
     """Shard ``index`` of ``count``: disjoint slices that together cover every epoch once."""
 
     index: NonNegativeInt = 0
     count: Annotated[int, Field(ge=1, le=65536)] = 1
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_pair(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            if len(value) != 2:
-                raise ValueError(f"expected (index, count), got {value!r}")
-            return {"index": value[0], "count": value[1]}
-        return value
 
     @model_validator(mode="after")
     def _index_in_range(self) -> Shard:

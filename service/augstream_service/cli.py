@@ -42,6 +42,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
+    from pydantic import ValidationError
 
     from .app import create_app
     from .catalog import Catalog
@@ -52,11 +53,18 @@ def serve(args: argparse.Namespace) -> int:
         for key, value in {"threads": args.threads, "prefetch": args.prefetch}.items()
         if value is not None
     }
-    settings = Settings(datasets=args.folders, **overrides)
-    catalog = Catalog.from_folders(settings.datasets)
+    try:
+        settings = Settings(datasets=args.folders, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"augstream serve: {problems}") from None
     for folder in settings.datasets:
         if not folder.is_dir():
             raise SystemExit(f"augstream serve: {str(folder)!r} is not a folder")
+    try:
+        catalog = Catalog.from_folders(settings.datasets)
+    except ValueError as exc:  # two folders with one name, or a name clients cannot use
+        raise SystemExit(f"augstream serve: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     app = create_app(settings, catalog)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

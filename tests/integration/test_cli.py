@@ -68,15 +68,28 @@ def test_serve_folders_then_stream(image_root: Path, corrupt_root: Path) -> None
     assert process.returncode == 0
 
 
-def test_serve_rejects_a_missing_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["{tmp}/nope"], "is not a folder"),
+        (["{tmp}/a/cats", "{tmp}/b/cats"], "two datasets are named 'cats'"),
+        (["{tmp}/a/cats", "--threads", "0"], "--threads: Input should be greater than"),
+    ],
+)
+def test_serve_refuses_bad_arguments_without_a_traceback(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    for folder in ("a/cats", "b/cats"):
+        (tmp_path / folder).mkdir(parents=True)
+    args = [a.format(tmp=tmp_path) for a in extra]
     result = subprocess.run(
-        [sys.executable, "-m", "augstream._cli", "serve", str(tmp_path / "nope")],
+        [sys.executable, "-m", "augstream._cli", "serve", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
-    assert "is not a folder" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
