@@ -67,6 +67,10 @@ class FrameStreamResponse(StreamingResponse):
                 self._on_close()
 
 
+class _ShuttingDownError(Exception):
+    """The worker pool is closed because the server is stopping."""
+
+
 def _error_frame(kind: str, message: str) -> bytes:
     return encode_json_frame(FrameKind.ERROR, {"error": {"kind": kind, "message": message}})
 
@@ -85,7 +89,10 @@ async def stream_frames(
     sent = 0
     try:
         for epoch, batch in todo:
-            pending.append(executor.submit(plan.encode_batch, epoch, batch))
+            try:
+                pending.append(executor.submit(plan.encode_batch, epoch, batch))
+            except RuntimeError as exc:  # the pool is closed: the server is shutting down
+                raise _ShuttingDownError from exc
             if len(pending) >= prefetch:
                 async for chunk in _oldest(pending, heartbeat_s):
                     yield chunk
@@ -98,6 +105,8 @@ async def stream_frames(
     except SampleError as exc:
         log.warning("stream of %s stopped: %s", plan.dataset.name, exc)
         yield _error_frame("sample_error", str(exc))
+    except _ShuttingDownError:
+        yield _error_frame("shutting_down", "the server is shutting down")
     except Exception as exc:
         log.exception("stream of %s failed", plan.dataset.name)
         yield _error_frame("internal_error", f"{type(exc).__name__}: {exc}")

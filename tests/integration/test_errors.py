@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 
 from augstream import Client, InvalidSpecError, NotFoundError, ServerError
 from augstream.wire import FrameDecoder, FrameKind, decode_batch
+from augstream_service import Settings, create_app
+from augstream_service.background import BackgroundServer
 from tests.conftest import LiveServer
 
 
@@ -122,3 +125,18 @@ def test_disconnecting_clients_free_their_stream_slots(live_server: LiveServer) 
     while live_server.active_streams and time.monotonic() < deadline:
         time.sleep(0.05)
     assert live_server.active_streams == 0
+
+
+def test_slow_batches_are_preceded_by_heartbeats(image_root: Path) -> None:
+    """While a batch takes longer than the heartbeat interval, heartbeat frames keep the
+    connection busy, so clients' per-read timeouts do not fire."""
+    settings = Settings(datasets=[image_root], threads=1, prefetch=1, heartbeat_s=0.01)
+    body = {"dataset": "pets", "target_size": [1024, 1024], "batch_size": 19, "epochs": 1,
+            "rotation_range": 30, "dtype": "float32"}  # fmt: skip
+    with BackgroundServer(create_app(settings)) as server:
+        decoder = FrameDecoder()
+        with httpx.stream("POST", f"{server.url}/v1/stream", json=body, timeout=60) as response:
+            kinds = [f.kind for chunk in response.iter_raw() for f in decoder.feed(chunk)]
+    assert kinds[0] == FrameKind.HEADER and kinds[-1] == FrameKind.END
+    first_batch = kinds.index(FrameKind.BATCH)
+    assert FrameKind.HEARTBEAT in kinds[1:first_batch]
