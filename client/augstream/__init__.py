@@ -15,10 +15,12 @@ from ._exceptions import (
     AugstreamError,
     BusyError,
     ConnectionLostError,
+    IncompatibleStreamError,
     InvalidSpecError,
     NotFoundError,
     ProtocolError,
     ServerError,
+    StreamClosedError,
     TruncatedError,
 )
 from .client import Client
@@ -36,6 +38,7 @@ __all__ = [
     "DatasetInfo",
     "FileListing",
     "ImageDataGenerator",
+    "IncompatibleStreamError",
     "InvalidSpecError",
     "NotFoundError",
     "Position",
@@ -44,6 +47,7 @@ __all__ = [
     "ServerError",
     "Shard",
     "Stream",
+    "StreamClosedError",
     "StreamHeader",
     "StreamSpec",
     "TruncatedError",

@@ -8,6 +8,8 @@ AugstreamError
 │   ├── InvalidSpecError   422: a field of the spec is wrong (also a ValueError)
 │   ├── NotFoundError      404: unknown dataset (also a LookupError)
 │   └── BusyError          429/503: too many streams; retry later
+├── IncompatibleStreamError  another protocol version, or a resumed stream that differs
+├── StreamClosedError      reading from a stream after close()
 └── ConnectionLostError    the server stayed unreachable after every retry
 ```
 """
@@ -18,10 +20,12 @@ __all__ = [
     "AugstreamError",
     "BusyError",
     "ConnectionLostError",
+    "IncompatibleStreamError",
     "InvalidSpecError",
     "NotFoundError",
     "ProtocolError",
     "ServerError",
+    "StreamClosedError",
     "TruncatedError",
 ]
 
@@ -64,6 +68,15 @@ class BusyError(ServerError):
     ) -> None:
         super().__init__(message, status=status, kind=kind)
         self.retry_after = retry_after
+
+
+class IncompatibleStreamError(AugstreamError):
+    """The server speaks another protocol version, or a reconnect found a different stream
+    (the dataset changed, or another replica holds other data): resuming would not be exact."""
+
+
+class StreamClosedError(AugstreamError):
+    """The stream was closed; it yields no more batches."""
 
 
 class ConnectionLostError(AugstreamError):

@@ -27,7 +27,7 @@ from .info import StreamHeader
 from .spec import StreamSpec
 from .stream import Batch, Stream
 
-__all__ = ["InputStallMonitor", "StreamDataset"]
+__all__ = ["InputStallMonitor", "RemoteIterator", "StreamDataset"]
 
 # How far ahead of the current stream position a request may be before reopening is cheaper
 # than reading forward.
@@ -57,6 +57,9 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
         )
         self._url: str | None = client.url if isinstance(client, Client) else client
+        # A given client (its timeout and retry policy) is used as is; copies sent to worker
+        # processes build their own from the URL.
+        self._given: Client | None = client if isinstance(client, Client) else None
         self._api_key = api_key
         merged = {**(spec.model_dump(exclude_unset=True) if spec else {}), **fields}
         resolved = StreamSpec.model_validate(merged)
@@ -82,20 +85,25 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_lock", "_client", "_stream", "_cache", "_assigned"):
+        for key in ("_lock", "_client", "_stream", "_cache", "_assigned", "_given"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._given = None
         self._reset_connection()
 
-    def _open(self, epoch: int, index: int) -> Stream:
+    def _connected(self) -> Client:
         if self._client is None:
-            self._client = Client(self._url, api_key=self._api_key)
+            self._client = self._given or Client(self._url, api_key=self._api_key)
+        return self._client
+
+    def _open(self, epoch: int, index: int) -> Stream:
+        client = self._connected()
         if self._stream is not None:
             self._stream.close()
-        self._stream = self._client.stream(self.spec.with_start(epoch, index))
+        self._stream = client.stream(self.spec.with_start(epoch, index))
         self._next = (epoch, index)
         self._header = self._stream.header
         return self._stream
@@ -131,6 +139,8 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
     def batch(self, epoch: int, index: int) -> Batch:
         """Batch ``index`` of ``epoch`` of the stream (cached, thread-safe)."""
         key = (epoch, index)
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} out of range: an epoch has {self.num_batches}")
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
@@ -169,7 +179,9 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
     def on_epoch_end(self) -> None:
         """Keras calls this after each epoch: the next epoch reads the stream's next epoch."""
         with self._lock:
-            if self._assigned:
+            # Keras also calls this when it resets an iterator; an epoch in which nothing was
+            # asked is not over. Worker processes ask in their own copies, so there it is.
+            if self._assigned or not self._in_stream_order:
                 self._epoch += 1
                 self._assigned = {}
 
@@ -178,7 +190,7 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         with self._lock:
             if self._stream is not None:
                 self._stream.close()
-            if self._client is not None:
+            if self._client is not None and self._client is not self._given:
                 self._client.close()
             self._stream, self._client = None, None
 
@@ -287,9 +299,7 @@ class RemoteIterator(StreamDataset):
         """The next batch of an endless sequential stream (the ``fit_generator`` idiom)."""
         with self._lock:
             if self._sequential is None:
-                if self._client is None:
-                    self._client = Client(self._url, api_key=self._api_key)
-                self._sequential = self._client.stream(self.spec)
+                self._sequential = self._connected().stream(self.spec)
             stream = self._sequential
         return self._convert(stream.next_batch())
 

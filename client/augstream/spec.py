@@ -128,14 +128,14 @@ class StreamSpec(_Frozen):
     height_shift_range: ShiftRange = 0.0
     shear_range: Annotated[float, Field(ge=0, le=90)] = 0.0
     zoom_range: float | tuple[float, float] = 0.0
-    channel_shift_range: NonNegativeFloat = 0.0
+    channel_shift_range: Annotated[float, Field(ge=0, le=255)] = 0.0
     brightness_range: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
     fill_mode: FillMode = "nearest"
-    cval: float = 0.0
+    cval: Annotated[float, Field(ge=-1e6, le=1e6)] = 0.0
     horizontal_flip: bool = False
     vertical_flip: bool = False
     interpolation_order: Literal[0, 1, 3] = 1
-    rescale: float | None = None
+    rescale: Annotated[float, Field(ge=-1e6, le=1e6)] | None = None
     samplewise_center: bool = False
     samplewise_std_normalization: bool = False
     #: "keras-legacy" reproduces the legacy implementation where it departs from its own

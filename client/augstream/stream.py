@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import socket
 import threading
 import time
 import weakref
@@ -23,8 +24,10 @@ import numpy as np
 from ._exceptions import (
     BusyError,
     ConnectionLostError,
+    IncompatibleStreamError,
     ProtocolError,
     ServerError,
+    StreamClosedError,
     TruncatedError,
 )
 from ._http import error_from_response, iter_frames
@@ -69,6 +72,7 @@ class RetryPolicy:
 
 
 _END = object()
+_CLOSED = object()
 # Failures worth a reconnect: the transport broke, or the bytes that arrived are unusable.
 _RETRYABLE = (httpx.TransportError, ProtocolError, BusyError)
 
@@ -96,13 +100,24 @@ class _Connection:
     def close(self) -> None:
         self._stack.close()
 
+    def interrupt(self) -> None:
+        """Wake a read blocked on this connection from another thread.
+
+        Closing a socket does not wake a ``recv`` in progress; shutting it down does.
+        """
+        stream = self.response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
 
 def _read_header(first: Frame | None) -> StreamHeader:
     if first is None or first.kind != FrameKind.HEADER:
         raise ProtocolError("the stream did not start with a header frame")
     payload = first.json()
     if payload.get("protocol") != PROTOCOL_VERSION:
-        raise ProtocolError(
+        raise IncompatibleStreamError(
             f"the server speaks protocol {payload.get('protocol')!r}; "
             f"this client speaks {PROTOCOL_VERSION}"
         )
@@ -126,6 +141,26 @@ def _connect(
                 ) from exc
             delay = retry.delay(failures)
             time.sleep(max(delay, exc.retry_after) if isinstance(exc, BusyError) else delay)
+
+
+def _check_same_stream(first: StreamHeader, connection: _Connection) -> None:
+    """Refuse to resume on a stream that is not the one we started (listing or spec changed)."""
+    again = connection.header
+    ignore = {"start"}
+    same = (
+        again.dataset_samples == first.dataset_samples
+        and again.samples == first.samples
+        and again.batches_per_epoch == first.batches_per_epoch
+        and again.class_indices == first.class_indices
+        and again.arrays == first.arrays
+        and again.spec.model_dump(exclude=ignore) == first.spec.model_dump(exclude=ignore)
+    )
+    if not same:
+        connection.close()
+        raise IncompatibleStreamError(
+            "the resumed stream differs from the one started (the dataset changed on the "
+            "server, or another server holds different data); resuming would not be exact"
+        )
 
 
 def _server_error(frame: Frame) -> ServerError:
@@ -229,6 +264,7 @@ class _Reader:
             except _RETRYABLE as exc:
                 cause = exc
                 continue
+            _check_same_stream(self.header, connection)
             self.reconnects += 1
             return connection
         return None
@@ -268,11 +304,14 @@ class _Reader:
         with self._lock:
             connection = self._connection
         if connection is not None:
-            # Unblocks a read in progress; the reader thread then exits on its own.
-            with contextlib.suppress(Exception):  # closing a broken stream may fail
-                connection.close()
+            # The reader thread closes the connection itself once its read returns.
+            with contextlib.suppress(Exception):
+                connection.interrupt()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+        # A consumer blocked on an empty queue wakes up and learns the stream is closed.
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(_CLOSED)
 
 
 class Stream(Iterator[Any]):
@@ -298,6 +337,7 @@ class Stream(Iterator[Any]):
         self._finalizer = weakref.finalize(self, self._reader.stop)
         self._failed: BaseException | None = None
         self._done = False
+        self._closed = False
 
     @property
     def header(self) -> StreamHeader:
@@ -353,10 +393,18 @@ class Stream(Iterator[Any]):
             raise self._failed
         if self._done:
             raise StopIteration
+        if self._closed:
+            raise StreamClosedError("the stream is closed")
         try:
             item = self._reader.queue.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError(f"no batch within {timeout} s") from None
+        if item is _END or item is _CLOSED or isinstance(item, BaseException):
+            # Final states stay in the queue, so every consumer thread sees them.
+            with contextlib.suppress(queue.Full):
+                self._reader.queue.put_nowait(item)
+        if item is _CLOSED:
+            raise StreamClosedError("the stream is closed")
         if item is _END:
             self._done = True
             raise StopIteration
@@ -374,7 +422,8 @@ class Stream(Iterator[Any]):
         return self.__next__()
 
     def close(self) -> None:
-        """Stop the stream and free its connection."""
+        """Stop the stream and free its connection; later reads raise ``StreamClosedError``."""
+        self._closed = True
         self._finalizer()
 
     def __enter__(self) -> Stream:

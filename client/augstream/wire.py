@@ -65,7 +65,7 @@ class Frame:
     """One decoded frame: its kind and its raw (checksum-verified) body."""
 
     kind: FrameKind
-    body: bytes
+    body: bytes | bytearray
 
     def json(self) -> dict[str, Any]:
         """The body parsed as the JSON object that header, error and end frames carry."""
@@ -164,8 +164,9 @@ def _read_npy(view: memoryview, name: str) -> np.ndarray[Any, Any]:
     return array
 
 
-def decode_batch(body: bytes) -> BatchFrame:
-    """Decode a batch frame's body; arrays are read-only views into ``body``."""
+def decode_batch(body: bytes | bytearray) -> BatchFrame:
+    """Decode a batch frame's body; arrays are views into ``body`` (writable when it is a
+    ``bytearray``, as ``FrameDecoder`` gives)."""
     view = memoryview(body)
     if len(view) < _META_LEN.size:
         raise ProtocolError("batch frame too short for its metadata length")
@@ -223,7 +224,8 @@ class FrameDecoder:
             end = _PREFIX.size + length
             if len(self._buffer) < end:
                 break
-            body = bytes(self._buffer[_PREFIX.size : end])
+            # A bytearray, so the arrays decoded from it are writable (x /= 255 works).
+            body = self._buffer[_PREFIX.size : end]
             del self._buffer[:end]
             if zlib.crc32(body) != crc:
                 raise ProtocolError(f"{frame_kind.name} frame failed its CRC-32 check")

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sources import Listing, list_class_folders
+from .sources import Listing, SourceError, list_class_folders
 
-__all__ = ["Catalog", "Dataset", "UnknownDatasetError"]
+__all__ = ["Catalog", "Dataset", "DatasetUnavailableError", "UnknownDatasetError"]
+
+log = logging.getLogger("augstream.catalog")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A registered dataset cannot be listed right now (its folder is gone or unreadable)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"dataset {name!r} is unavailable on this server right now")
+        self.name = name
 
 
 class UnknownDatasetError(LookupError):
@@ -38,7 +49,12 @@ class Dataset:
         """The dataset's files and labels (computed once)."""
         with self._lock:
             if self._listing is None:
-                self._listing = list_class_folders(self.root)
+                try:
+                    self._listing = list_class_folders(self.root)
+                except SourceError as exc:
+                    # The detail names server paths: it goes to the log, not to clients.
+                    log.error("cannot list dataset %s: %s", self.name, exc)
+                    raise DatasetUnavailableError(self.name) from exc
             return self._listing
 
 

@@ -67,5 +67,12 @@ def serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"augstream serve: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     app = create_app(settings, catalog)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # Endless streams never end by themselves; clients resume elsewhere after the cut.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
+    )
     return 0

@@ -52,14 +52,18 @@ def _read(data: bytes, color_mode: ColorMode) -> Image:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _FLAGS[color_mode])
     except cv2.error as exc:
         # OpenCV raises (rather than returning None) for some malformed or oversized inputs.
-        message = str(exc).strip().splitlines()[-1]
+        # Keep OpenCV's reason, not its source paths: "... error: (-215:...) reason".
+        message = str(exc).strip().splitlines()[-1].rsplit(") ", 1)[-1]
         raise DecodeError(f"not a decodable image ({message})") from exc
     if image is None:
         raise DecodeError("not a decodable image (unknown format or corrupt data)")
     image = _to_8bit(image)
     if color_mode == "rgba":
         channels = 1 if image.ndim == 2 else image.shape[2]
-        code = {1: cv2.COLOR_GRAY2RGBA, 3: cv2.COLOR_BGR2RGBA, 4: cv2.COLOR_BGRA2RGBA}[channels]
+        codes = {1: cv2.COLOR_GRAY2RGBA, 3: cv2.COLOR_BGR2RGBA, 4: cv2.COLOR_BGRA2RGBA}
+        if channels not in codes:
+            raise DecodeError(f"unsupported image with {channels} channels")
+        code = codes[channels]
         image = cv2.cvtColor(image, code)
     if image.ndim == 2:
         image = image[:, :, np.newaxis]
@@ -69,8 +73,8 @@ def _read(data: bytes, color_mode: ColorMode) -> Image:
 def centre_crop_to_aspect(image: Image, height: int, width: int) -> Image:
     """The largest centred crop of ``image`` with the aspect ratio ``width / height``."""
     h, w = image.shape[:2]
-    crop_w = min(w, round(h * width / height))
-    crop_h = min(h, round(w * height / width))
+    crop_w = max(1, min(w, round(h * width / height)))
+    crop_h = max(1, min(h, round(w * height / width)))
     top, left = (h - crop_h) // 2, (w - crop_w) // 2
     return image[top : top + crop_h, left : left + crop_w]
 

@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .catalog import UnknownDatasetError
+from .catalog import DatasetUnavailableError, UnknownDatasetError
 from .pipeline import PlanError
 
 __all__ = ["BusyError", "install_error_handlers"]
@@ -58,9 +58,17 @@ async def _busy(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    message = str(exc)
+    return JSONResponse(
+        {"message": message, "detail": message}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping on ``app``."""
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(PlanError, _plan)
     app.add_exception_handler(UnknownDatasetError, _unknown)
     app.add_exception_handler(BusyError, _busy)
+    app.add_exception_handler(DatasetUnavailableError, _unavailable)

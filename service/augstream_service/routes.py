@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -9,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from augstream.spec import StreamSpec
 
-from .catalog import Dataset
+from .catalog import Dataset, DatasetUnavailableError
 from .errors import BusyError
 from .pipeline import make_plan, resolve_listing
 from .producer import FrameStreamResponse, stream_frames
@@ -38,7 +39,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/v1/datasets", summary="The datasets this server offers")
 def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
-    return {"datasets": [_info(state.catalog.get(n)) for n in state.catalog.names()]}
+    infos = []
+    for name in state.catalog.names():
+        # One unavailable dataset must not hide the others; it is logged by the catalog.
+        with contextlib.suppress(DatasetUnavailableError):
+            infos.append(_info(state.catalog.get(name)))
+    return {"datasets": infos}
 
 
 @router.get("/v1/datasets/{name}", summary="One dataset: sample count and class indices")
@@ -60,6 +66,7 @@ def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, A
     "/v1/stream",
     summary="Stream augmented batches as wire-protocol v1 frames",
     response_class=FrameStreamResponse,
+    status_code=200,
 )
 async def stream(state: State, spec: Annotated[StreamSpec, Body()]) -> FrameStreamResponse:
     dataset = state.catalog.get(spec.dataset)

@@ -36,6 +36,8 @@ def post(url: str, body: object) -> httpx.Response:
         ({"dataset": "pets", "classes": ["cat", "wolf"]}, "classes"),
         ({"dataset": "pets", "batch_size": 4096, "target_size": [2048, 2048]}, "batch_size"),
         ({"dataset": "pets", "start": [0, 99]}, "start"),
+        ({"dataset": "pets", "channel_shift_range": 1e308}, "channel_shift_range"),
+        ({"dataset": "pets", "rescale": 1e300}, "rescale"),
         ({"dataset": "pets", "shard": [25, 30]}, "shard"),
     ],
 )
@@ -140,3 +142,65 @@ def test_slow_batches_are_preceded_by_heartbeats(image_root: Path) -> None:
     assert kinds[0] == FrameKind.HEADER and kinds[-1] == FrameKind.END
     first_batch = kinds.index(FrameKind.BATCH)
     assert FrameKind.HEARTBEAT in kinds[1:first_batch]
+
+
+def test_openapi_schema_and_docs_are_served(server_url: str) -> None:
+    schema = httpx.get(f"{server_url}/openapi.json", timeout=30)
+    assert schema.status_code == 200
+    assert "/v1/stream" in schema.json()["paths"]
+    assert httpx.get(f"{server_url}/docs", timeout=30).status_code == 200
+
+
+def test_a_vanished_dataset_folder_is_a_clear_503_and_others_keep_serving(
+    image_root: Path, tmp_path: Path
+) -> None:
+    ghost = tmp_path / "ghost"
+    (ghost / "a").mkdir(parents=True)
+    app = create_app(Settings(datasets=[image_root, ghost]))
+    ghost.joinpath("a").rmdir()
+    ghost.rmdir()
+    with BackgroundServer(app) as server:
+        response = post(server.url, {"dataset": "ghost"})
+        assert response.status_code == 503
+        assert "'ghost' is unavailable" in response.json()["message"]
+        assert str(tmp_path) not in response.text  # no server paths in answers
+        listed = httpx.get(f"{server.url}/v1/datasets", timeout=30).json()["datasets"]
+        assert [d["name"] for d in listed] == ["pets"]
+
+
+def test_batches_are_writable_arrays(server_url: str) -> None:
+    with Client(server_url) as client, client.stream(dataset="pets", target_size=(8, 8),
+                                                      rescale=1 / 255) as stream:  # fmt: skip
+        x, y = next(stream)
+        x /= 2.0  # in place, as preprocess_input functions do
+        y[0] = 0.0
+
+
+def test_close_wakes_a_reader_blocked_in_another_thread(server_url: str) -> None:
+    import threading
+
+    from augstream import StreamClosedError
+
+    with Client(server_url) as client:
+        stream = client.stream(dataset="pets", target_size=(8, 8), batch_size=4, seed=1)
+        next(stream)
+        outcome: list[BaseException] = []
+
+        def drain() -> None:
+            try:
+                while True:
+                    stream.next_batch(timeout=60)
+            except BaseException as exc:  # the test inspects what ended it
+                outcome.append(exc)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        stream.close()
+        reader.join(timeout=20)
+        assert not reader.is_alive()
+        assert time.monotonic() - started < 10
+        assert isinstance(outcome[0], StreamClosedError)
+        with pytest.raises(StreamClosedError):
+            stream.next_batch(timeout=1)

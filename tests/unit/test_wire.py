@@ -165,10 +165,14 @@ def test_zero_length_batch_round_trips() -> None:
     assert_same_array(decoded.arrays["y"], y)
 
 
-def test_decoded_arrays_are_read_only() -> None:
+def test_decoded_arrays_are_writable_views_of_the_frame() -> None:
+    """Users normalise batches in place (x /= 255, preprocess_input); no copy is made."""
     decoded = round_trip({"x": np.ones((2, 2, 2, 1), dtype=np.uint8)})
-    with pytest.raises(ValueError, match="read-only"):
-        decoded.arrays["x"][0, 0, 0, 0] = 5
+    decoded.arrays["x"][0, 0, 0, 0] = 5
+    assert decoded.arrays["x"][0, 0, 0, 0] == 5
+    # Decoding a read-only body gives read-only arrays rather than silently copying.
+    body = bytes(batch_bytes({"x": np.ones((1, 1, 1, 1), dtype=np.uint8)})[9:])
+    assert not decode_batch(body).arrays["x"].flags.writeable
 
 
 @pytest.mark.parametrize(
