@@ -19,8 +19,11 @@ class CuttingProxy:
         target_port: int,
         cut_after: Callable[[int], int | None],
         drop_from: bytes | None = None,
+        later_port: int | None = None,
     ) -> None:
         self._target = ("127.0.0.1", target_port)
+        # Connections after the first go here when set (a client "failing over" elsewhere).
+        self._later = ("127.0.0.1", later_port) if later_port is not None else None
         self._cut_after = cut_after
         self._drop_from = drop_from
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -42,7 +45,8 @@ class CuttingProxy:
                 return
             budget = self._cut_after(self.connections)
             self.connections += 1
-            upstream = socket.create_connection(self._target)
+            target = self._later if self._later and self.connections > 1 else self._target
+            upstream = socket.create_connection(target)
             forward = (client, upstream, None, None)
             backward = (upstream, client, budget, self._drop_from)
             threading.Thread(target=self._pipe, args=forward, daemon=True).start()

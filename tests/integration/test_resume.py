@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from augstream import Batch, Client, ConnectionLostError, RetryPolicy
+from augstream import Batch, Client, ConnectionLostError, IncompatibleStreamError, RetryPolicy
 from augstream.wire import FrameKind, encode_json_frame
+from augstream_service import Settings, create_app
+from augstream_service.background import BackgroundServer
+from tests.imagefolder import make_image_folder
 from tests.proxy import CuttingProxy
 
 SPEC = dict(
@@ -92,3 +96,26 @@ def test_a_finite_stream_whose_end_frame_is_lost_still_ends_cleanly(server_url: 
     assert proxy.cuts == 1
     assert got == [0, 1, 2, 3]
     assert proxy.connections == 1  # nothing was left to fetch, so no reconnect
+
+
+def test_resuming_on_a_server_with_different_data_is_refused(
+    server_url: str, tmp_path: Path
+) -> None:
+    """Exactly-once needs the same listing on both sides of a reconnect; when a replica holds
+    other data the client stops with a clear error instead of mixing epochs."""
+    other_root = make_image_folder(tmp_path / "pets", per_class=(9, 5, 6))  # 21 images, not 19
+    port = urlparse(server_url).port
+    assert port is not None
+    with BackgroundServer(create_app(Settings(datasets=[other_root]))) as other:
+        proxy = CuttingProxy(
+            port, lambda n: BATCH_BYTES * 2 if n == 0 else None, later_port=other.port
+        )
+        try:
+            with Client(proxy.url, retry=RetryPolicy(backoff_s=0.01)) as client:
+                stream = client.stream(**SPEC)
+                with pytest.raises(IncompatibleStreamError, match="differs"):
+                    for _ in range(20):
+                        stream.next_batch(timeout=60)
+                stream.close()
+        finally:
+            proxy.close()
