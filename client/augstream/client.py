@@ -77,9 +77,7 @@ class Client:
         """The files and labels a stream with this spec reads, in sample-id order (Keras'
         ``filenames`` and ``classes``)."""
         resolved = _resolve(spec, fields)
-        body = resolved.model_dump(mode="json", exclude_defaults=True)
-        body["dataset"] = resolved.dataset
-        response = self._http.post("/v1/files", json=body, headers=self._headers)
+        response = self._http.post("/v1/files", json=resolved.request_body(), headers=self._headers)
         if response.status_code != 200:
             raise error_from_response(response)
         return FileListing.model_validate(response.json())

@@ -34,6 +34,13 @@ __all__ = ["InputStallMonitor", "RemoteIterator", "StreamDataset"]
 _READ_AHEAD = 64
 
 
+def _distance(stream: Stream, target: tuple[int, int]) -> int:
+    """Batches to read from ``stream`` before it delivers ``target`` (negative: passed)."""
+    per_epoch = len(stream)
+    (epoch, batch), (want_epoch, want_batch) = stream.position, target
+    return (want_epoch - epoch) * per_epoch + want_batch - batch
+
+
 class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
     """A Keras ``PyDataset`` whose batches come from an augstream server.
 
@@ -78,7 +85,6 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._lock = threading.Lock()
         self._client: Client | None = None
         self._stream: Stream | None = None
-        self._next: tuple[int, int] = (-1, -1)
         self._header: StreamHeader | None = None
         self._assigned: dict[int, int] = {}  # Keras index -> stream batch of this epoch
         self._cache: OrderedDict[tuple[int, int], Batch] = OrderedDict()
@@ -104,7 +110,6 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         if self._stream is not None:
             self._stream.close()
         self._stream = client.stream(self.spec.with_start(epoch, index))
-        self._next = (epoch, index)
         self._header = self._stream.header
         return self._stream
 
@@ -144,17 +149,11 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-            per_epoch = self._header.batches_per_epoch if self._header is not None else 0
-            position = self._next[0] * per_epoch + self._next[1]
-            target = epoch * per_epoch + index
             stream = self._stream
-            if stream is None or not 0 <= target - position <= _READ_AHEAD:
+            if stream is None or not 0 <= _distance(stream, key) <= _READ_AHEAD:
                 stream = self._open(epoch, index)
             while True:
                 batch = stream.next_batch()
-                self._next = (batch.epoch, batch.index + 1)
-                if self._next[1] == len(stream):
-                    self._next = (batch.epoch + 1, 0)
                 self._cache[(batch.epoch, batch.index)] = batch
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)

@@ -229,6 +229,13 @@ class StreamSpec(_Frozen):
         """The resolved dtype of ``x`` (``dtype`` is never ``None`` after validation)."""
         return self.dtype or "uint8"
 
+    def request_body(self) -> dict[str, Any]:
+        """The spec as the JSON body of ``POST /v1/stream`` and ``/v1/files`` (defaults left
+        out, the required ``dataset`` always in)."""
+        body = self.model_dump(mode="json", exclude_defaults=True)
+        body["dataset"] = self.dataset
+        return body
+
     def with_start(self, epoch: int, batch: int) -> StreamSpec:
         """The same stream, starting at ``(epoch, batch)``."""
         return self._updated(start={"epoch": epoch, "batch": batch})

@@ -66,9 +66,17 @@ class RetryPolicy:
     backoff_s: float = 0.25
     max_backoff_s: float = 5.0
 
-    def delay(self, failures: int) -> float:
-        """Seconds to wait before retry number ``failures`` (1-based)."""
-        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
+    def delay(self, failures: int, cause: BaseException | None = None) -> float:
+        """Seconds to wait before retry number ``failures`` (1-based); at least the server's
+        ``Retry-After`` when ``cause`` is a busy answer."""
+        delay = float(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
+        return max(delay, cause.retry_after) if isinstance(cause, BusyError) else delay
+
+
+def following(position: tuple[int, int], per_epoch: int) -> tuple[int, int]:
+    """The ``(epoch, batch)`` after ``position`` in a stream of ``per_epoch`` batches."""
+    epoch, batch = position[0], position[1] + 1
+    return (epoch + 1, 0) if batch == per_epoch else (epoch, batch)
 
 
 _END = object()
@@ -82,11 +90,9 @@ class _Connection:
 
     def __init__(self, http: httpx.Client, spec: StreamSpec, headers: dict[str, str]) -> None:
         self._stack = ExitStack()
-        body = spec.model_dump(mode="json", exclude_defaults=True)
-        body["dataset"] = spec.dataset
         try:
             self.response = self._stack.enter_context(
-                http.stream("POST", "/v1/stream", json=body, headers=headers)
+                http.stream("POST", "/v1/stream", json=spec.request_body(), headers=headers)
             )
             if self.response.status_code != 200:
                 self.response.read()
@@ -139,8 +145,7 @@ def _connect(
                     f"could not start the stream at {http.base_url} after "
                     f"{retry.attempts} retries; last error: {exc}"
                 ) from exc
-            delay = retry.delay(failures)
-            time.sleep(max(delay, exc.retry_after) if isinstance(exc, BusyError) else delay)
+            time.sleep(retry.delay(failures, exc))
 
 
 def _check_same_stream(first: StreamHeader, connection: _Connection) -> None:
@@ -199,11 +204,7 @@ class _Reader:
         self._thread.start()
 
     def _advance(self) -> None:
-        epoch, batch = self._next
-        batch += 1
-        if batch == self.header.batches_per_epoch:
-            epoch, batch = epoch + 1, 0
-        self._next = (epoch, batch)
+        self._next = following(self._next, self.header.batches_per_epoch)
 
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():
@@ -253,10 +254,7 @@ class _Reader:
                     f"stream lost at batch {self._next[1]} of epoch {self._next[0]} and "
                     f"{self._retry.attempts} reconnects failed; last error: {cause}"
                 ) from cause
-            delay = self._retry.delay(self._failures)
-            if isinstance(cause, BusyError):
-                delay = max(delay, cause.retry_after)
-            if self._stop.wait(delay):
+            if self._stop.wait(self._retry.delay(self._failures, cause)):
                 return None
             try:
                 spec = self.header.spec.with_start(*self._next)
@@ -338,6 +336,8 @@ class Stream(Iterator[Any]):
         self._failed: BaseException | None = None
         self._done = False
         self._closed = False
+        start = self._reader.header.spec.start
+        self._position = (start.epoch, start.batch)
 
     @property
     def header(self) -> StreamHeader:
@@ -363,6 +363,11 @@ class Stream(Iterator[Any]):
     def batch_size(self) -> int:
         """Images per batch (the last batch of an epoch may hold fewer)."""
         return self.spec.batch_size
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """``(epoch, batch)`` of the batch ``next_batch()`` returns next."""
+        return self._position
 
     @property
     def reconnects(self) -> int:
@@ -412,6 +417,7 @@ class Stream(Iterator[Any]):
             self._failed = item
             raise item
         batch: Batch = item
+        self._position = following((batch.epoch, batch.index), len(self))
         return batch
 
     def __next__(self) -> Any:

@@ -69,7 +69,8 @@ class Catalog:
     @classmethod
     def from_folders(cls, folders: Iterable[Path]) -> Catalog:
         """One dataset per folder, named after the folder."""
-        return cls(Dataset(name=Path(f).resolve().name, root=Path(f).resolve()) for f in folders)
+        roots = [Path(folder).resolve() for folder in folders]
+        return cls(Dataset(name=root.name, root=root) for root in roots)
 
     def add(self, dataset: Dataset) -> None:
         """Register ``dataset``; names must be unique and URL-safe."""

@@ -36,10 +36,10 @@ def warp(
     legacy_centre: bool = False,
 ) -> Array:
     """All of ``params``' geometry in one ``cv2.warpAffine`` (or none when it is the identity)."""
+    if is_identity(params):
+        return image
     height, width = image.shape[:2]
     matrix = affine_matrix(params, height, width, legacy_centre=legacy_centre)
-    if is_identity(matrix):
-        return image
     out = cv2.warpAffine(
         image,
         matrix,

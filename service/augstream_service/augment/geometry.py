@@ -51,6 +51,18 @@ def affine_matrix(
     return result
 
 
-def is_identity(matrix: Matrix) -> bool:
-    """True when warping with ``matrix`` would copy the image unchanged."""
-    return bool(np.allclose(matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-9))
+def is_identity(params: TransformParams) -> bool:
+    """True when ``params`` move no pixel, so the warp (and its matrix) can be skipped.
+
+    Checked on the parameters, not the matrix: it runs once per sample on the hot path.
+    """
+    return (
+        params.theta == 0
+        and params.tx == 0
+        and params.ty == 0
+        and params.shear == 0
+        and params.zx == 1
+        and params.zy == 1
+        and not params.flip_horizontal
+        and not params.flip_vertical
+    )
