@@ -103,7 +103,9 @@ def test_plain_http_client_can_read_a_finite_stream(server_url: str) -> None:
         assert response.headers["content-type"].startswith("application/vnd.augstream.v1")
         frames = [f for chunk in response.iter_raw() for f in decoder.feed(chunk)]
     decoder.close()
-    kinds = [f.kind for f in frames if f.kind != FrameKind.HEARTBEAT]
+    # A busy machine may put heartbeats anywhere between the frames that carry data.
+    frames = [f for f in frames if f.kind != FrameKind.HEARTBEAT]
+    kinds = [f.kind for f in frames]
     assert kinds == [FrameKind.HEADER, FrameKind.BATCH, FrameKind.BATCH, FrameKind.END]
     header = frames[0].json()
     assert header["protocol"] == 1 and header["batches_per_epoch"] == 2
