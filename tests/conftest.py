@@ -12,6 +12,16 @@ import pytest
 from tests.imagefolder import make_image_folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _upload_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Servers started by the tests (in threads or subprocesses) keep uploads here, not in
+    the user's cache."""
+    path = tmp_path_factory.mktemp("uploads")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUGSTREAM_UPLOAD_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dataset folder named ``pets``: 3 classes, 19 images (one nested), mixed formats."""

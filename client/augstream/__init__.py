@@ -21,15 +21,17 @@ from ._exceptions import (
     ProtocolError,
     ServerError,
     StreamClosedError,
+    TooLargeError,
     TruncatedError,
 )
 from .client import Client
 from .generator import ImageDataGenerator
-from .info import DatasetInfo, FileListing, StreamHeader
-from .spec import Position, Shard, StreamSpec
+from .info import DatasetInfo, FileListing, ServerInfo, StreamHeader
+from .spec import ArrayRefs, Position, Shard, StreamSpec
 from .stream import Batch, RetryPolicy, Stream
 
 __all__ = [
+    "ArrayRefs",
     "AugstreamError",
     "Batch",
     "BusyError",
@@ -45,11 +47,13 @@ __all__ = [
     "ProtocolError",
     "RetryPolicy",
     "ServerError",
+    "ServerInfo",
     "Shard",
     "Stream",
     "StreamClosedError",
     "StreamHeader",
     "StreamSpec",
+    "TooLargeError",
     "TruncatedError",
     "__version__",
 ]

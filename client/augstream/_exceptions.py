@@ -6,7 +6,8 @@ AugstreamError
 │   └── TruncatedError     the stream ended inside a frame or without its end frame
 ├── ServerError            the server said no (an HTTP error status or an in-band error frame)
 │   ├── InvalidSpecError   422: a field of the spec is wrong (also a ValueError)
-│   ├── NotFoundError      404: unknown dataset (also a LookupError)
+│   ├── NotFoundError      404: unknown dataset or uploaded array (also a LookupError)
+│   ├── TooLargeError      413: an upload over the server's limit (also a ValueError)
 │   └── BusyError          429/503: too many streams; retry later
 ├── IncompatibleStreamError  another protocol version, or a resumed stream that differs
 ├── StreamClosedError      reading from a stream after close()
@@ -26,6 +27,7 @@ __all__ = [
     "ProtocolError",
     "ServerError",
     "StreamClosedError",
+    "TooLargeError",
     "TruncatedError",
 ]
 
@@ -57,7 +59,11 @@ class InvalidSpecError(ServerError, ValueError):
 
 
 class NotFoundError(ServerError, LookupError):
-    """The server has no dataset of that name."""
+    """The server has no dataset (or uploaded array) of that name."""
+
+
+class TooLargeError(ServerError, ValueError):
+    """An upload is larger than the server accepts (HTTP 413)."""
 
 
 class BusyError(ServerError):

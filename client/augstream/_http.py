@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from ._exceptions import BusyError, InvalidSpecError, NotFoundError, ServerError
+from ._exceptions import BusyError, InvalidSpecError, NotFoundError, ServerError, TooLargeError
 from .wire import Frame, FrameDecoder
 
 __all__ = ["error_from_response", "iter_frames"]
@@ -30,6 +30,8 @@ def error_from_response(response: httpx.Response) -> ServerError:
         return InvalidSpecError(message, status=status, kind="invalid_spec")
     if status == 404:
         return NotFoundError(message, status=status, kind="not_found")
+    if status == 413:
+        return TooLargeError(message, status=status, kind="too_large")
     if status in (429, 503):
         try:
             retry_after = float(response.headers.get("Retry-After", "1"))

@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
+from ._exceptions import TooLargeError
 from ._http import error_from_response
-from .info import DatasetInfo, FileListing
+from ._npy import encode_npy
+from .info import DatasetInfo, FileListing, ServerInfo
 from .spec import StreamSpec
 from .stream import RetryPolicy, Stream
 
@@ -64,6 +66,45 @@ class Client:
             return bool(self._get("/healthz").get("status") == "ok")
         except (httpx.HTTPError, ValueError):
             return False
+
+    def server_info(self) -> ServerInfo:
+        """The server's version, protocol and limits."""
+        return ServerInfo.model_validate(self._get("/v1/server"))
+
+    def upload(self, array: Any) -> str:
+        """Store ``array`` on the server (once: the same content is never sent twice) and
+        return its name, the SHA-256 of its ``.npy`` encoding, for a spec's ``arrays``.
+
+        Numbers, booleans and text (file names) are accepted; ``TooLargeError`` if the array
+        is over the server's upload limit.
+        """
+        payload = encode_npy(array)
+        response = self._http.get(f"/v1/arrays/{payload.digest}", headers=self._headers)
+        if response.status_code == 200:
+            return payload.digest
+        if response.status_code != 404:
+            raise error_from_response(response)
+        # Refuse here what the server would refuse, before sending gigabytes to hear it.
+        limit = self.server_info().limits.get("max_upload_bytes")
+        if limit is not None and payload.nbytes > limit:
+            raise TooLargeError(
+                f"the array is {payload.nbytes} bytes as .npy; {self.url} accepts uploads of "
+                f"at most {limit} bytes",
+                status=413,
+                kind="too_large",
+            )
+        response = self._http.put(
+            f"/v1/arrays/{payload.digest}",
+            content=payload.chunks(),
+            headers={
+                **self._headers,
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(payload.nbytes),
+            },
+        )
+        if response.status_code not in (200, 201):
+            raise error_from_response(response)
+        return payload.digest
 
     def datasets(self) -> list[DatasetInfo]:
         """The datasets the server offers."""

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .spec import StreamSpec
 
-__all__ = ["DatasetInfo", "FileListing", "StreamHeader"]
+__all__ = ["DatasetInfo", "FileListing", "ServerInfo", "StreamHeader"]
 
 
 class DatasetInfo(BaseModel):
@@ -30,6 +30,19 @@ class FileListing(BaseModel):
     class_indices: dict[str, int]
     files: list[str]
     labels: list[int]
+    #: For streams over uploaded arrays: the upload row behind each sample id (after
+    #: ``validate_filenames`` and the subset split).
+    rows: list[int] | None = None
+
+
+class ServerInfo(BaseModel):
+    """A server's version, protocol and limits (``GET /v1/server``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    protocol: int
+    limits: dict[str, int]
 
 
 class StreamHeader(BaseModel):

@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -239,9 +240,9 @@ class InputStallMonitor(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 class RemoteIterator(StreamDataset):
-    """What ``ImageDataGenerator.flow_from_directory`` returns: a ``PyDataset`` for
+    """What ``ImageDataGenerator``'s ``flow*`` methods return: a ``PyDataset`` for
     ``model.fit`` that is also an endless iterator (``next(it)``), with the attributes of
-    Keras' ``DirectoryIterator``: ``samples``, ``class_indices``, ``classes``, ``filenames``,
+    Keras' iterators: ``samples`` (and ``n``), ``class_indices``, ``classes``, ``filenames``,
     ``num_classes``, ``batch_size``, ``image_shape``.
     """
 
@@ -257,7 +258,10 @@ class RemoteIterator(StreamDataset):
         super().__init__(client, spec, api_key=client.api_key)
         listing = client.files(spec)
         self.filenames: list[str] = listing.files
-        self.classes = np.asarray(listing.labels, dtype=np.int32)
+        #: For streams over uploaded rows: the upload row of each sample.
+        self.rows = listing.rows
+        self.classes: Any = np.asarray(listing.labels, dtype=np.int32)
+        self.n = len(listing.rows) if listing.rows is not None else len(listing.files)
         self.batch_size = spec.batch_size
         height, width = spec.target_size
         shape = (height, width, spec.channels)
@@ -272,7 +276,7 @@ class RemoteIterator(StreamDataset):
     @property
     def samples(self) -> int:
         """Images per epoch."""
-        return len(self.filenames)
+        return self.n
 
     @property
     def class_indices(self) -> dict[str, int]:
@@ -289,7 +293,7 @@ class RemoteIterator(StreamDataset):
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         if self.spec.class_mode == "input":
             return x, x
-        return x if batch.y is None else (x, batch.y)
+        return replace(batch, x=x).as_keras()
 
     def __iter__(self) -> RemoteIterator:
         return self

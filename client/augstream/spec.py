@@ -21,8 +21,10 @@ from pydantic import (
 )
 
 __all__ = [
+    "ArrayRefs",
     "ColorMode",
     "ClassMode",
+    "Digest",
     "FillMode",
     "Interpolation",
     "MAX_SIDE",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 ColorMode = Literal["grayscale", "rgb", "rgba"]
-ClassMode = Literal["categorical", "binary", "sparse", "input", "none"]
+ClassMode = Literal["categorical", "binary", "sparse", "input", "none", "raw", "multi_output"]
 FillMode = Literal["constant", "nearest", "reflect", "wrap"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "box"]
 
@@ -93,19 +95,52 @@ class Shard(_Pair):
 
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 
+#: An uploaded array's name: the SHA-256 (lowercase hex) of its ``.npy`` encoding.
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+# Names start with a letter or digit: never "." or "..", never hidden.
+DatasetName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+
+_CLASS_MODES_WITH_LABELS = ("categorical", "binary", "sparse")
+
+
+class ArrayRefs(_Frozen):
+    """Uploaded arrays (``Client.upload``) that a stream reads row by row.
+
+    ``x`` holds the images themselves, N x H x W x C (``flow``); ``filenames`` instead names
+    files inside the spec's ``dataset``, one per row (``flow_from_dataframe``), and
+    ``validate_filenames`` drops the rows whose file is missing or not an image. ``y`` holds
+    the label arrays (one per model output) and ``sample_weight`` the weights; row i of every
+    array belongs to the same sample.
+    """
+
+    x: Digest | None = None
+    filenames: Digest | None = None
+    validate_filenames: bool = False
+    y: list[Digest] = Field(default_factory=list, max_length=64)
+    sample_weight: Digest | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ArrayRefs:
+        if (self.x is None) == (self.filenames is None):
+            raise ValueError("give exactly one of arrays.x (images) and arrays.filenames")
+        if self.validate_filenames and self.filenames is None:
+            raise ValueError("validate_filenames applies to arrays.filenames only")
+        return self
+
 
 class StreamSpec(_Frozen):
-    """What to stream: which dataset, how to decode, batch and augment it.
+    """What to stream: which dataset (or uploaded arrays), how to decode, batch and augment it.
 
     A batch is a pure function of ``(spec, epoch, batch index)``: the same spec always gives
     the same bytes. ``seed=None`` asks the server to pick one; the resolved spec in the
     stream header carries it, so a resumed stream stays identical.
     """
 
-    # Names start with a letter or digit: never "." or "..", never hidden.
-    dataset: Annotated[
-        str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    ]
+    dataset: DatasetName | None = None
+    arrays: ArrayRefs | None = None
     target_size: tuple[Side, Side] = (256, 256)
     color_mode: ColorMode = "rgb"
     classes: list[str] | None = Field(default=None, min_length=1)
@@ -189,6 +224,38 @@ class StreamSpec(_Frozen):
         return value
 
     @model_validator(mode="after")
+    def _check_source(self) -> StreamSpec:
+        arrays = self.arrays
+        if arrays is None:
+            if self.dataset is None:
+                raise ValueError("dataset: name a dataset of the server (or give arrays)")
+            if self.class_mode in ("raw", "multi_output"):
+                raise ValueError(
+                    f"class_mode={self.class_mode!r} takes its labels from arrays.y; "
+                    "a dataset's class folders give categorical, binary or sparse labels"
+                )
+            return self
+        if arrays.x is not None and self.dataset is not None:
+            raise ValueError("arrays.x streams uploaded images: leave dataset unset")
+        if arrays.filenames is not None and self.dataset is None:
+            raise ValueError("arrays.filenames names files of a dataset: set dataset")
+        if self.class_mode in _CLASS_MODES_WITH_LABELS and self.classes is None:
+            raise ValueError(
+                f"class_mode={self.class_mode!r} over arrays needs classes: the class names, "
+                "in label order"
+            )
+        count = len(arrays.y)
+        needed = {"multi_output": "at least one", "input": "no", "none": "no"}.get(
+            self.class_mode, "exactly one"
+        )
+        if not {"exactly one": count == 1, "at least one": count >= 1, "no": count == 0}[needed]:
+            raise ValueError(
+                f"class_mode={self.class_mode!r} needs {needed} label array in arrays.y, "
+                f"got {count}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _resolve(self) -> StreamSpec:
         # As in Keras, std normalisation implies centring.
         if self.samplewise_std_normalization and not self.samplewise_center:
@@ -231,10 +298,8 @@ class StreamSpec(_Frozen):
 
     def request_body(self) -> dict[str, Any]:
         """The spec as the JSON body of ``POST /v1/stream`` and ``/v1/files`` (defaults left
-        out, the required ``dataset`` always in)."""
-        body = self.model_dump(mode="json", exclude_defaults=True)
-        body["dataset"] = self.dataset
-        return body
+        out)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
     def with_start(self, epoch: int, batch: int) -> StreamSpec:
         """The same stream, starting at ``(epoch, batch)``."""

@@ -48,11 +48,18 @@ class Batch:
     index: int
     sample_ids: list[int]
     x: Array
-    y: Array | None
+    #: Labels: one array, a list of arrays (``class_mode='multi_output'``) or None.
+    y: Array | list[Array] | None
+    sample_weight: Array | None = None
 
-    def as_keras(self) -> tuple[Array, Array] | Array:
-        """``(x, y)``, or ``x`` alone for ``class_mode='none'``, as Keras' iterators yield."""
-        return self.x if self.y is None else (self.x, self.y)
+    def as_keras(self) -> Any:
+        """What Keras' iterators yield: ``(x, y)``, ``(x, y, sample_weight)`` when there are
+        weights, or ``x`` alone when there are no labels."""
+        if self.y is None:
+            return self.x
+        return (
+            (self.x, self.y) if self.sample_weight is None else (self.x, self.y, self.sample_weight)
+        )
 
 
 @dataclass(frozen=True)
@@ -222,9 +229,15 @@ class _Reader:
                 f"expected batch {self._next[1]} of epoch {self._next[0]}, "
                 f"received batch {decoded.batch} of epoch {decoded.epoch}"
             )
-        x = decoded.arrays["x"]
-        y = x if self.header.spec.class_mode == "input" else decoded.arrays.get("y")
-        return Batch(decoded.epoch, decoded.batch, decoded.sample_ids, x, y)
+        arrays = decoded.arrays
+        x = arrays["x"]
+        spec = self.header.spec
+        y: Array | list[Array] | None = arrays.get("y")
+        if spec.class_mode == "input":
+            y = x
+        elif spec.class_mode == "multi_output":
+            y = [arrays[f"y{i}"] for i in range(len(spec.arrays.y if spec.arrays else ()))]
+        return Batch(decoded.epoch, decoded.batch, decoded.sample_ids, x, y, arrays.get("w"))
 
     def _pump(self, connection: _Connection) -> bool:
         """Deliver the connection's batches; True when the stream is over."""

@@ -20,18 +20,26 @@ def as_dataset(stream: Stream) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of the stream's batches, with its ``output_signature`` taken
     from the stream header (batch dimension unknown: the last batch of an epoch is short).
 
-    Elements are ``(x, y)``, ``(x, x)`` for ``class_mode='input'`` or ``x`` alone for
-    ``'none'``; the dataset ends when a finite stream ends.
+    Elements are what Keras' iterators yield: ``(x, y)``, ``(x, x)`` for
+    ``class_mode='input'``, ``(x, (y0, y1, ...))`` for ``'multi_output'``, with the sample
+    weights as a third element when the stream has them, or ``x`` alone without labels. The
+    dataset ends when a finite stream ends.
     """
     arrays = stream.header.arrays
     x = _spec(arrays["x"])
-    signature: Any
+    outputs = sorted(
+        (k for k in arrays if k[:1] == "y" and k[1:].isdigit()), key=lambda k: int(k[1:])
+    )
+    y: Any = None
     if stream.spec.class_mode == "input":
-        signature = (x, x)
+        y = x
+    elif outputs:
+        y = tuple(_spec(arrays[name]) for name in outputs)
     elif "y" in arrays:
-        signature = (x, _spec(arrays["y"]))
-    else:
-        signature = x
+        y = _spec(arrays["y"])
+    signature: Any = x if y is None else (x, y)
+    if y is not None and "w" in arrays:
+        signature = (x, y, _spec(arrays["w"]))
 
     def generate() -> Any:
         while True:
@@ -39,6 +47,9 @@ def as_dataset(stream: Stream) -> tf.data.Dataset:
                 batch = stream.next_batch()
             except StopIteration:
                 return
-            yield batch.as_keras()
+            element = batch.as_keras()
+            if isinstance(batch.y, list):  # tf.data nests tuples, not lists
+                element = (element[0], tuple(batch.y), *element[2:])
+            yield element
 
     return tf.data.Dataset.from_generator(generate, output_signature=signature)

@@ -17,6 +17,7 @@ from .producer import StreamSlots
 from .routes import router
 from .settings import Settings
 from .state import ServerState
+from .uploads import UploadStore
 
 __all__ = ["create_app"]
 
@@ -30,6 +31,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         slots=StreamSlots(settings.max_streams),
         limits=Limits(
             max_batch_bytes=settings.max_batch_bytes, max_file_bytes=settings.max_file_bytes
+        ),
+        uploads=UploadStore(
+            settings.upload_dir,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_total_bytes=settings.upload_store_bytes,
         ),
     )
 

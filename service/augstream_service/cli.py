@@ -1,4 +1,4 @@
-"""``augstream serve``: serve folders of images."""
+"""``augstream serve``: serve folders of images (and arrays clients upload)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``augstream serve``."""
     parser.add_argument(
         "folders",
-        nargs="+",
+        nargs="*",
         type=Path,
         metavar="DIR",
-        help="a folder of class subfolders; each becomes a dataset named after the folder",
+        help="a folder of images (class subfolders for flow_from_directory); each becomes a "
+        "dataset named after the folder. With none, the server streams uploaded arrays only",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -35,6 +36,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="batches each stream prepares ahead of its client (default: 4)",
     )
     parser.add_argument(
+        "--upload-dir",
+        type=Path,
+        default=None,
+        help="where uploaded arrays are kept (default: ~/.cache/augstream/uploads)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
 
@@ -50,7 +57,11 @@ def serve(args: argparse.Namespace) -> int:
 
     overrides = {
         key: value
-        for key, value in {"threads": args.threads, "prefetch": args.prefetch}.items()
+        for key, value in {
+            "threads": args.threads,
+            "prefetch": args.prefetch,
+            "upload_dir": args.upload_dir,
+        }.items()
         if value is not None
     }
     try:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from .catalog import DatasetUnavailableError, UnknownDatasetError
 from .pipeline import PlanError
+from .uploads import UnknownArrayError, UploadError, UploadTooLargeError
 
 __all__ = ["BusyError", "install_error_handlers"]
 
@@ -46,23 +47,25 @@ async def _plan(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_validation_body([error]), status_code=422)
 
 
+def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"message": message, "detail": message}, status, headers=headers)
+
+
 async def _unknown(_: Request, exc: Exception) -> JSONResponse:
-    message = str(exc.args[0]) if exc.args else "unknown dataset"
-    return JSONResponse({"message": message, "detail": message}, status_code=404)
+    return _plain(404, str(exc.args[0]) if exc.args else "not found")
+
+
+async def _upload(_: Request, exc: Exception) -> JSONResponse:
+    status = 413 if isinstance(exc, UploadTooLargeError) else 422
+    return _plain(status, f"upload refused: {exc}")
 
 
 async def _busy(_: Request, exc: Exception) -> JSONResponse:
-    message = str(exc)
-    return JSONResponse(
-        {"message": message, "detail": message}, status_code=503, headers={"Retry-After": "1"}
-    )
+    return _plain(503, str(exc), {"Retry-After": "1"})
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-    message = str(exc)
-    return JSONResponse(
-        {"message": message, "detail": message}, status_code=503, headers={"Retry-After": "5"}
-    )
+    return _plain(503, str(exc), {"Retry-After": "5"})
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -70,5 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(PlanError, _plan)
     app.add_exception_handler(UnknownDatasetError, _unknown)
+    app.add_exception_handler(UnknownArrayError, _unknown)
+    app.add_exception_handler(UploadError, _upload)
     app.add_exception_handler(BusyError, _busy)
     app.add_exception_handler(DatasetUnavailableError, _unavailable)

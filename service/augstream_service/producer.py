@@ -103,12 +103,12 @@ async def stream_frames(
             sent += 1
         yield encode_json_frame(FrameKind.END, {"batches": sent})
     except SampleError as exc:
-        log.warning("stream of %s stopped: %s", plan.dataset.name, exc)
+        log.warning("stream of %s stopped: %s", plan.source.name, exc)
         yield _error_frame("sample_error", str(exc))
     except _ShuttingDownError:
         yield _error_frame("shutting_down", "the server is shutting down")
     except Exception as exc:
-        log.exception("stream of %s failed", plan.dataset.name)
+        log.exception("stream of %s failed", plan.source.name)
         yield _error_frame("internal_error", f"{type(exc).__name__}: {exc}")
     finally:
         for future in pending:

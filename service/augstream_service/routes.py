@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from augstream.spec import StreamSpec
+from augstream.wire import PROTOCOL_VERSION
 
+from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
 from .errors import BusyError
-from .pipeline import make_plan, resolve_listing
+from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
+from .samples import resolve_samples
 from .state import State
 
 __all__ = ["router"]
@@ -37,6 +40,21 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/v1/server", summary="Version, protocol and the limits a client must respect")
+def server_info(state: State) -> dict[str, Any]:
+    settings = state.settings
+    return {
+        "version": __version__,
+        "protocol": PROTOCOL_VERSION,
+        "limits": {
+            "max_batch_bytes": settings.max_batch_bytes,
+            "max_file_bytes": settings.max_file_bytes,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_streams": settings.max_streams,
+        },
+    }
+
+
 @router.get("/v1/datasets", summary="The datasets this server offers")
 def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
     infos = []
@@ -52,13 +70,33 @@ def get_dataset(name: str, state: State) -> dict[str, Any]:
     return _info(state.catalog.get(name))
 
 
+Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the .npy bytes")]
+
+
+@router.get("/v1/arrays/{digest}", summary="Whether an uploaded array is here, and its shape")
+def array_info(state: State, digest: Digest) -> dict[str, Any]:
+    return state.uploads.info(digest).as_dict()
+
+
+@router.put(
+    "/v1/arrays/{digest}",
+    summary="Upload one array in .npy format, named by its SHA-256",
+    status_code=201,
+)
+async def upload_array(state: State, digest: Digest, request: Request) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    info = await state.uploads.put(
+        digest, request.stream(), int(length) if length and length.isdigit() else None
+    )
+    return info.as_dict()
+
+
 @router.post("/v1/files", summary="The files and labels a spec streams from, in sample-id order")
 def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, Any]:
-    listing = resolve_listing(spec, state.catalog.get(spec.dataset))
+    source = resolve_samples(spec, state.catalog, state.uploads, state.limits.max_file_bytes)
     return {
-        "class_indices": listing.class_indices,
-        "files": list(listing.files),
-        "labels": listing.labels.tolist(),
+        "class_indices": {name: i for i, name in enumerate(source.class_names)},
+        **source.listing(),
     }
 
 
@@ -69,8 +107,7 @@ def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, A
     status_code=200,
 )
 async def stream(state: State, spec: Annotated[StreamSpec, Body()]) -> FrameStreamResponse:
-    dataset = state.catalog.get(spec.dataset)
-    plan = await run_in_threadpool(make_plan, spec, dataset, state.limits)
+    plan = await run_in_threadpool(make_plan, spec, state.catalog, state.uploads, state.limits)
     if not state.slots.try_acquire():
         raise BusyError(
             f"this server already runs {state.slots.limit} streams, its limit; retry later"

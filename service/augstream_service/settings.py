@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
+
+
+def _default_upload_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "augstream" / "uploads"
 
 
 def _default_threads() -> int:
@@ -30,3 +35,18 @@ class Settings(BaseSettings):
     max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0
+    upload_dir: Path = Field(
+        default_factory=_default_upload_dir,
+        description="Where uploaded arrays are kept (content-addressed; survives restarts)",
+    )
+    max_upload_bytes: Annotated[int, Field(ge=1)] = 2 << 30
+    upload_store_bytes: Annotated[int, Field(ge=1)] = 16 << 30
+
+    @model_validator(mode="after")
+    def _one_upload_fits(self) -> Settings:
+        if self.max_upload_bytes > self.upload_store_bytes:
+            raise ValueError(
+                f"max_upload_bytes ({self.max_upload_bytes}) must not exceed "
+                f"upload_store_bytes ({self.upload_store_bytes})"
+            )
+        return self

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "Listing", "SourceError", "list_class_folders", "read_file"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Listing",
+    "SourceError",
+    "list_class_folders",
+    "inside_root",
+    "read_file",
+    "refuse_relative",
+]
 
 #: Keras' list plus WebP, compared case-insensitively.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
@@ -69,7 +77,8 @@ class Listing:
         )
 
 
-def _inside(path: Path, root: Path) -> bool:
+def inside_root(path: Path, root: Path) -> bool:
+    """Whether ``path``, symlinks followed, lies inside the resolved ``root``."""
     try:
         path.resolve().relative_to(root)
     except ValueError:
@@ -94,7 +103,7 @@ def list_class_folders(root: Path) -> Listing:
         for dirpath, _, filenames in sorted(os.walk(root / name), key=lambda walked: walked[0]):
             for filename in sorted(filenames):
                 path = Path(dirpath, filename)
-                if path.suffix.lower() in IMAGE_EXTENSIONS and _inside(path, root):
+                if path.suffix.lower() in IMAGE_EXTENSIONS and inside_root(path, root):
                     files.append(path.relative_to(root).as_posix())
                     labels.append(label)
     return Listing(
@@ -102,9 +111,34 @@ def list_class_folders(root: Path) -> Listing:
     )
 
 
+def refuse_relative(name: str) -> str | None:
+    """Why ``name`` cannot name a file inside a dataset, or None when it can.
+
+    Names are relative, "/"-separated and stay below the root: no absolute paths, no "..",
+    no NUL, no backslashes (which would mean something else on another server).
+    """
+    if not name:
+        return "empty file name"
+    if "\0" in name:
+        return "file name contains NUL"
+    if "\\" in name:
+        return f"{name!r} contains a backslash; use '/' between folders"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return f"{name!r} is absolute; file names are relative to the dataset"
+    if ".." in name.split("/"):
+        return f"{name!r} leaves the dataset"
+    return None
+
+
 def read_file(root: Path, relative: str, max_bytes: int) -> bytes:
-    """The bytes of ``root / relative``, refusing files over ``max_bytes``."""
+    """The bytes of ``root / relative``, refusing files over ``max_bytes`` and paths that
+    lead out of ``root`` (through "..", or a symlink)."""
+    problem = refuse_relative(relative)
+    if problem is not None:
+        raise SourceError(problem)
     path = root / relative
+    if not inside_root(path, root.resolve()):
+        raise SourceError(f"{relative!r} leads out of the dataset")
     try:
         with path.open("rb") as handle:
             data = handle.read(max_bytes + 1)

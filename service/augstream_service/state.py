@@ -12,18 +12,20 @@ from .catalog import Catalog
 from .pipeline import Limits
 from .producer import StreamSlots
 from .settings import Settings
+from .uploads import UploadStore
 
 __all__ = ["ServerState", "State"]
 
 
 @dataclass
 class ServerState:
-    """Settings, catalog, the worker pool and the stream slots of one app."""
+    """Settings, catalog, uploaded arrays, the worker pool and the stream slots of one app."""
 
     settings: Settings
     catalog: Catalog
     slots: StreamSlots
     limits: Limits
+    uploads: UploadStore
     executor: ThreadPoolExecutor | None = field(default=None)
 
     @property

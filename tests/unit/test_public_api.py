@@ -26,6 +26,8 @@ MODULES = [
     "augstream_service.decode",
     "augstream_service.sources",
     "augstream_service.catalog",
+    "augstream_service.samples",
+    "augstream_service.uploads",
     "augstream_service.producer",
 ]
 
@@ -42,6 +44,7 @@ def test_all_names_exist_and_are_documented(name: str) -> None:
 
 def test_top_level_surface() -> None:
     assert set(augstream.__all__) == {
+        "ArrayRefs",
         "AugstreamError",
         "Batch",
         "BusyError",
@@ -57,11 +60,13 @@ def test_top_level_surface() -> None:
         "ProtocolError",
         "RetryPolicy",
         "ServerError",
+        "ServerInfo",
         "Shard",
         "Stream",
         "StreamClosedError",
         "StreamHeader",
         "StreamSpec",
+        "TooLargeError",
         "TruncatedError",
         "__version__",
     }
@@ -71,6 +76,7 @@ def test_exception_tree() -> None:
     assert issubclass(augstream.TruncatedError, augstream.ProtocolError)
     assert issubclass(augstream.InvalidSpecError, ValueError)
     assert issubclass(augstream.NotFoundError, LookupError)
+    assert issubclass(augstream.TooLargeError, augstream.ServerError)
     for name in ("ProtocolError", "ServerError", "ConnectionLostError"):
         assert issubclass(getattr(augstream, name), augstream.AugstreamError)
 

@@ -1,0 +1,200 @@
+"""Uploaded arrays, stored once under the SHA-256 of their ``.npy`` bytes.
+
+The store is a folder of ``<digest>.npy`` files with a byte budget: the least recently used
+files go first when a new upload would not fit. Arrays are memory-mapped read-only, so a
+stream over a large upload costs page cache, not process memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from augstream._npy import UPLOAD_KINDS
+
+__all__ = ["ArrayInfo", "UploadError", "UploadStore", "UploadTooLargeError", "UnknownArrayError"]
+
+log = logging.getLogger("augstream.uploads")
+
+Array = np.ndarray[Any, Any]
+_WRITE_BLOCK = 4 << 20
+_OPEN_ARRAYS = 64
+
+
+class UploadError(ValueError):
+    """An upload is not a plain ``.npy`` array of an accepted kind, or not what it claims."""
+
+
+class UploadTooLargeError(UploadError):
+    """An upload is larger than the server accepts."""
+
+
+class UnknownArrayError(LookupError):
+    """No uploaded array has that digest (never uploaded, or evicted since)."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(
+            f"no uploaded array {digest[:16]}... on this server: upload it first "
+            "(it may have been evicted to make room)"
+        )
+        self.digest = digest
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """What an uploaded array holds; ``nbytes`` counts its whole ``.npy`` encoding."""
+
+    digest: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {
+            "digest": self.digest,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "nbytes": self.nbytes,
+        }
+
+
+def _read_header(path: Path) -> tuple[np.dtype[Any], tuple[int, ...], int]:
+    """The dtype, shape and data offset of a ``.npy`` file, checked for safe kinds."""
+    with path.open("rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise UploadError(f"unsupported .npy format version {version}")
+        except ValueError as exc:
+            raise UploadError(f"not a .npy array: {exc}") from exc
+        offset = handle.tell()
+    if fortran:
+        raise UploadError("Fortran-ordered arrays are not accepted: send C order")
+    if dtype.kind not in UPLOAD_KINDS or dtype.fields is not None:
+        raise UploadError(f"dtype {dtype} is not accepted: numbers, booleans or text only")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        raise UploadError(
+            f"the .npy data is {actual - offset} bytes, its header says {expected - offset}"
+        )
+    return dtype, tuple(int(n) for n in shape), offset
+
+
+class UploadStore:
+    """A folder of uploaded arrays with a byte budget."""
+
+    def __init__(self, root: Path, *, max_upload_bytes: int, max_total_bytes: int) -> None:
+        self.root = root
+        self.max_upload_bytes = max_upload_bytes
+        self.max_total_bytes = max_total_bytes
+        self._open: OrderedDict[str, Array] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _path(self, digest: str) -> Path:
+        return self.root / f"{digest}.npy"
+
+    def info(self, digest: str) -> ArrayInfo:
+        """What ``digest`` holds; ``UnknownArrayError`` if it is not here."""
+        array = self.load(digest)
+        try:
+            size = self._path(digest).stat().st_size
+        except FileNotFoundError:  # evicted just now
+            raise UnknownArrayError(digest) from None
+        return ArrayInfo(digest, array.dtype.str, tuple(array.shape), size)
+
+    def load(self, digest: str) -> Array:
+        """The array ``digest``, memory-mapped read-only (opened once, then reused)."""
+        with self._lock:
+            if digest in self._open:
+                self._open.move_to_end(digest)
+                return self._open[digest]
+        path = self._path(digest)
+        try:
+            array: Array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise UnknownArrayError(digest) from None
+        except ValueError:  # an empty array cannot be memory-mapped
+            array = np.load(path, allow_pickle=False)
+        os.utime(path)  # eviction goes by last use
+        with self._lock:
+            self._open[digest] = array
+            while len(self._open) > _OPEN_ARRAYS:
+                self._open.popitem(last=False)
+        return array
+
+    async def put(self, digest: str, body: AsyncIterator[bytes], length: int | None) -> ArrayInfo:
+        """Store an upload that claims to be ``digest``; checked for size, hash and format."""
+        if length is not None and length > self.max_upload_bytes:
+            raise UploadTooLargeError(self._too_large(length))
+        self.root.mkdir(parents=True, exist_ok=True)
+        incoming = self.root / f".incoming-{secrets.token_hex(8)}"
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with incoming.open("wb") as handle:
+                pending: list[bytes] = []
+                pending_bytes = 0
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > self.max_upload_bytes:
+                        raise UploadTooLargeError(self._too_large(size, at_least=True))
+                    hasher.update(chunk)
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
+                    if pending_bytes >= _WRITE_BLOCK:
+                        await run_in_threadpool(handle.write, b"".join(pending))
+                        pending, pending_bytes = [], 0
+                await run_in_threadpool(handle.write, b"".join(pending))
+            if hasher.hexdigest() != digest:
+                raise UploadError(
+                    f"the upload's SHA-256 is {hasher.hexdigest()}, not the {digest} it was sent as"
+                )
+            dtype, shape, _ = await run_in_threadpool(_read_header, incoming)
+            await run_in_threadpool(self._make_room, size)
+            os.replace(incoming, self._path(digest))
+        finally:
+            incoming.unlink(missing_ok=True)
+        log.info("stored array %s (%s %s, %d bytes)", digest[:16], dtype, shape, size)
+        return ArrayInfo(digest, dtype.str, shape, size)
+
+    def _too_large(self, size: int, *, at_least: bool = False) -> str:
+        what = f"more than {size - 1}" if at_least else str(size)
+        return (
+            f"the upload is {what} bytes; this server accepts arrays of at most "
+            f"{self.max_upload_bytes} bytes"
+        )
+
+    def _make_room(self, incoming: int) -> None:
+        """Evict the least recently used arrays until ``incoming`` more bytes fit."""
+        stored = sorted(
+            (entry.stat().st_mtime, entry.stat().st_size, Path(entry.path))
+            for entry in os.scandir(self.root)
+            if entry.name.endswith(".npy")
+        )
+        total = sum(size for _, size, _ in stored)
+        for _, size, path in stored:
+            if total + incoming <= self.max_total_bytes:
+                break
+            # An open memory map keeps its data; only new streams miss the evicted array.
+            path.unlink(missing_ok=True)
+            with self._lock:
+                self._open.pop(path.stem, None)
+            total -= size
+            log.info("evicted array %s (%d bytes) to make room", path.stem[:16], size)
