@@ -13,6 +13,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from ._exceptions import (
     AugstreamError,
+    AuthenticationError,
     BusyError,
     ConnectionLostError,
     IncompatibleStreamError,
@@ -33,6 +34,7 @@ from .stream import Batch, RetryPolicy, Stream
 __all__ = [
     "ArrayRefs",
     "AugstreamError",
+    "AuthenticationError",
     "Batch",
     "BusyError",
     "Client",

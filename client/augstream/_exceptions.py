@@ -5,6 +5,7 @@ AugstreamError
 ├── ProtocolError          bytes that are not a valid v1 frame stream (bad kind, CRC, size)
 │   └── TruncatedError     the stream ended inside a frame or without its end frame
 ├── ServerError            the server said no (an HTTP error status or an in-band error frame)
+│   ├── AuthenticationError  401: a missing or wrong API key
 │   ├── InvalidSpecError   422: a field of the spec is wrong (also a ValueError)
 │   ├── NotFoundError      404: unknown dataset or uploaded array (also a LookupError)
 │   ├── TooLargeError      413: an upload over the server's limit (also a ValueError)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "AugstreamError",
+    "AuthenticationError",
     "BusyError",
     "ConnectionLostError",
     "IncompatibleStreamError",
@@ -52,6 +54,10 @@ class ServerError(AugstreamError):
         self.message = message
         self.status = status
         self.kind = kind
+
+
+class AuthenticationError(ServerError):
+    """The server needs an API key and got none, or a wrong one (HTTP 401)."""
 
 
 class InvalidSpecError(ServerError, ValueError):

@@ -6,7 +6,14 @@ from collections.abc import Iterator
 
 import httpx
 
-from ._exceptions import BusyError, InvalidSpecError, NotFoundError, ServerError, TooLargeError
+from ._exceptions import (
+    AuthenticationError,
+    BusyError,
+    InvalidSpecError,
+    NotFoundError,
+    ServerError,
+    TooLargeError,
+)
 from .wire import Frame, FrameDecoder
 
 __all__ = ["error_from_response", "iter_frames"]
@@ -26,6 +33,8 @@ def error_from_response(response: httpx.Response) -> ServerError:
     """The exception that an error response stands for (its body must have been read)."""
     status = response.status_code
     message = f"{_message(response)} (HTTP {status} from {response.request.url})"
+    if status == 401:
+        return AuthenticationError(message, status=status, kind="unauthorized")
     if status == 422:
         return InvalidSpecError(message, status=status, kind="invalid_spec")
     if status == 404:

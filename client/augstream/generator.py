@@ -327,7 +327,7 @@ class ImageDataGenerator:
             "validate_filenames": validate_filenames,
             "y": [client.upload(y) for y in rows.ys],
         }
-        if rows.weights is not None and rows.ys:
+        if rows.weights is not None and mode != "none":
             arrays["sample_weight"] = client.upload(rows.weights)
         spec = self._spec_fields(
             dataset=directory,

@@ -291,9 +291,8 @@ class RemoteIterator(StreamDataset):
             x = x.astype(self._cast, copy=False)
         if self._channels_first:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        if self.spec.class_mode == "input":
-            return x, x
-        return replace(batch, x=x).as_keras()
+        y = x if self.spec.class_mode == "input" else batch.y
+        return replace(batch, x=x, y=y).as_keras()
 
     def __iter__(self) -> RemoteIterator:
         return self

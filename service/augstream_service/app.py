@@ -7,14 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import cv2
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from . import __version__
+from .auth import require_key
 from .catalog import Catalog
 from .errors import install_error_handlers
 from .pipeline import Limits
 from .producer import StreamSlots
-from .routes import router
+from .routes import health_router, router
 from .settings import Settings
 from .state import ServerState
 from .uploads import UploadStore
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             max_upload_bytes=settings.max_upload_bytes,
             max_total_bytes=settings.upload_store_bytes,
         ),
+        api_keys=[key.get_secret_value().encode() for key in settings.api_keys],
     )
 
     @asynccontextmanager
@@ -58,5 +60,6 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     app.state.augstream = state
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(health_router)
+    app.include_router(router, dependencies=[Depends(require_key)])
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="batches each stream prepares ahead of its client (default: 4)",
     )
     parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=None,
+        help="a file of API keys, one per line; clients must send one as a bearer token "
+        "(keys can also come from AUGSTREAM_API_KEYS, a JSON list)",
+    )
+    parser.add_argument(
         "--upload-dir",
         type=Path,
         default=None,
@@ -44,6 +52,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -64,6 +79,14 @@ def serve(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
+    if args.api_key_file is not None:
+        try:
+            lines = args.api_key_file.read_text().splitlines()
+        except OSError as exc:
+            raise SystemExit(f"augstream serve: cannot read --api-key-file: {exc}") from None
+        overrides["api_keys"] = [line.strip() for line in lines if line.strip()]
+        if not overrides["api_keys"]:
+            raise SystemExit(f"augstream serve: {str(args.api_key_file)!r} holds no keys")
     try:
         settings = Settings(datasets=args.folders, **overrides)
     except ValidationError as exc:
@@ -77,6 +100,12 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # two folders with one name, or a name clients cannot use
         raise SystemExit(f"augstream serve: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if not settings.api_keys and not _loopback(args.host):
+        logging.getLogger("augstream").warning(
+            "listening on %s without API keys: anyone who can reach this port can read the "
+            "datasets; pass --api-key-file",
+            args.host,
+        )
     app = create_app(settings, catalog)
     # Endless streams never end by themselves; clients resume elsewhere after the cut.
     uvicorn.run(

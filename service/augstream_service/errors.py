@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from .auth import AuthError
 from .catalog import DatasetUnavailableError, UnknownDatasetError
 from .pipeline import PlanError
 from .uploads import UnknownArrayError, UploadError, UploadTooLargeError
@@ -60,6 +61,10 @@ async def _upload(_: Request, exc: Exception) -> JSONResponse:
     return _plain(status, f"upload refused: {exc}")
 
 
+async def _auth(_: Request, exc: Exception) -> JSONResponse:
+    return _plain(401, str(exc), {"WWW-Authenticate": "Bearer"})
+
+
 async def _busy(_: Request, exc: Exception) -> JSONResponse:
     return _plain(503, str(exc), {"Retry-After": "1"})
 
@@ -76,4 +81,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownArrayError, _unknown)
     app.add_exception_handler(UploadError, _upload)
     app.add_exception_handler(BusyError, _busy)
+    app.add_exception_handler(AuthError, _auth)
     app.add_exception_handler(DatasetUnavailableError, _unavailable)

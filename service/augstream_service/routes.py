@@ -19,8 +19,11 @@ from .producer import FrameStreamResponse, stream_frames
 from .samples import resolve_samples
 from .state import State
 
-__all__ = ["router"]
+__all__ = ["health_router", "router"]
 
+#: Routes open to anyone (load balancers, orchestrators).
+health_router = APIRouter()
+#: Everything else; the app puts the API-key check in front of these.
 router = APIRouter()
 
 
@@ -35,7 +38,7 @@ def _info(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-@router.get("/healthz", summary="Liveness check (needs no key)")
+@health_router.get("/healthz", summary="Liveness check (needs no key)")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 

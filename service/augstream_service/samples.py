@@ -55,7 +55,7 @@ class SampleError(RuntimeError):
 
 
 def _label_entry(dtype: Any, shape: tuple[int, ...]) -> dict[str, Any]:
-    return {"dtype": np.dtype(dtype).str.lstrip("<>=|"), "shape": [None, *shape]}
+    return {"dtype": np.dtype(dtype).name, "shape": [None, *shape]}
 
 
 class Samples(ABC):
@@ -180,7 +180,8 @@ class RowSamples(Samples):
             out["y"] = np.ascontiguousarray(self._ys[0][rows])
         elif mode == "multi_output":
             out.update({f"y{i}": np.ascontiguousarray(y[rows]) for i, y in enumerate(self._ys)})
-        if out and self._weights is not None:
+        # Keras yields weights with every kind of label, "input" included, and none without.
+        if self._weights is not None and mode != "none":
             out["w"] = np.ascontiguousarray(self._weights[rows])
         return out
 
@@ -195,7 +196,7 @@ class RowSamples(Samples):
         elif mode == "multi_output":
             for i, y in enumerate(self._ys):
                 entries[f"y{i}"] = _label_entry(y.dtype, y.shape[1:])
-        if entries and self._weights is not None:
+        if self._weights is not None and mode != "none":
             entries["w"] = _label_entry(self._weights.dtype, ())
         return entries
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys clients must send as 'Authorization: Bearer <key>' (none: open)",
+    )
     upload_dir: Path = Field(
         default_factory=_default_upload_dir,
         description="Where uploaded arrays are kept (content-addressed; survives restarts)",

@@ -26,6 +26,8 @@ class ServerState:
     slots: StreamSlots
     limits: Limits
     uploads: UploadStore
+    #: The API keys as bytes, ready for constant-time comparison (empty: no keys needed).
+    api_keys: list[bytes] = field(default_factory=list)
     executor: ThreadPoolExecutor | None = field(default=None)
 
     @property

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from augstream import Client, InvalidSpecError, NotFoundError, ServerError
+from augstream import AuthenticationError, Client, InvalidSpecError, NotFoundError, ServerError
 from augstream.wire import FrameDecoder, FrameKind, decode_batch
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
@@ -135,8 +135,14 @@ def test_slow_batches_are_preceded_by_heartbeats(image_root: Path) -> None:
     """While a batch takes longer than the heartbeat interval, heartbeat frames keep the
     connection busy, so clients' per-read timeouts do not fire."""
     settings = Settings(datasets=[image_root], threads=1, prefetch=1, heartbeat_s=0.01)
-    body = {"dataset": "pets", "target_size": [1024, 1024], "batch_size": 19, "epochs": 1,
-            "rotation_range": 30, "dtype": "float32"}  # fmt: skip
+    body = {
+        "dataset": "pets",
+        "target_size": [1024, 1024],
+        "batch_size": 19,
+        "epochs": 1,
+        "rotation_range": 30,
+        "dtype": "float32",
+    }
     with BackgroundServer(create_app(settings)) as server:
         decoder = FrameDecoder()
         with httpx.stream("POST", f"{server.url}/v1/stream", json=body, timeout=60) as response:
@@ -171,8 +177,10 @@ def test_a_vanished_dataset_folder_is_a_clear_503_and_others_keep_serving(
 
 
 def test_batches_are_writable_arrays(server_url: str) -> None:
-    with Client(server_url) as client, client.stream(dataset="pets", target_size=(8, 8),
-                                                      rescale=1 / 255) as stream:  # fmt: skip
+    with (
+        Client(server_url) as client,
+        client.stream(dataset="pets", target_size=(8, 8), rescale=1 / 255) as stream,
+    ):
         x, y = next(stream)
         x /= 2.0  # in place, as preprocess_input functions do
         y[0] = 0.0
@@ -206,3 +214,31 @@ def test_close_wakes_a_reader_blocked_in_another_thread(server_url: str) -> None
         assert isinstance(outcome[0], StreamClosedError)
         with pytest.raises(StreamClosedError):
             stream.next_batch(timeout=1)
+
+
+def test_api_keys_guard_everything_but_health(image_root: Path) -> None:
+    settings = Settings(datasets=[image_root], api_keys=["first-key", "second-key"])
+    with BackgroundServer(create_app(settings)) as server:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "first-key"}):
+            for method, path in (
+                ("GET", "/v1/datasets"),
+                ("POST", "/v1/stream"),
+                ("PUT", f"/v1/arrays/{'0' * 64}"),
+                ("GET", "/v1/server"),
+            ):
+                response = httpx.request(method, server.url + path, headers=headers, json={})
+                assert response.status_code == 401, (method, path, headers)
+                assert response.headers["www-authenticate"] == "Bearer"
+                assert "first-key" not in response.text and "second-key" not in response.text
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        with Client(server.url) as client, pytest.raises(AuthenticationError, match="API key"):
+            client.datasets()
+        with (
+            Client(server.url, api_key="wrong") as client,
+            pytest.raises(AuthenticationError, match="not valid"),
+        ):
+            client.stream(dataset="pets", batch_size=2)
+        with Client(server.url, api_key="second-key") as client:
+            with client.stream(dataset="pets", target_size=(8, 8), batch_size=4) as stream:
+                assert next(stream)[0].shape == (4, 8, 8, 3)
+            assert client.upload(np.arange(3))

@@ -46,6 +46,7 @@ def test_top_level_surface() -> None:
     assert set(augstream.__all__) == {
         "ArrayRefs",
         "AugstreamError",
+        "AuthenticationError",
         "Batch",
         "BusyError",
         "Client",
