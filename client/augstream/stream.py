@@ -88,8 +88,15 @@ def following(position: tuple[int, int], per_epoch: int) -> tuple[int, int]:
 
 _END = object()
 _CLOSED = object()
-# Failures worth a reconnect: the transport broke, or the bytes that arrived are unusable.
-_RETRYABLE = (httpx.TransportError, ProtocolError, BusyError)
+
+
+class _GoAwayError(Exception):
+    """The server is stopping and handed the stream over: resume at the next batch."""
+
+
+# Reasons to reconnect: the transport broke, the bytes that arrived are unusable, the server
+# was busy, or it is going away.
+_RETRYABLE = (httpx.TransportError, ProtocolError, BusyError, _GoAwayError)
 
 
 class _Connection:
@@ -255,6 +262,10 @@ class _Reader:
             elif frame.kind == FrameKind.ERROR:
                 self._put(_server_error(frame))
                 return True
+            elif frame.kind == FrameKind.GOAWAY:
+                # Not a failure: the retry budget starts afresh for the hand-over.
+                self._failures = 0
+                raise _GoAwayError(frame.json().get("reason", "the server is going away"))
             elif frame.kind == FrameKind.HEADER:
                 raise ProtocolError("a second header frame arrived mid-stream")
         raise TruncatedError("the stream ended without an end frame")

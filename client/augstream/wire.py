@@ -58,6 +58,8 @@ class FrameKind(enum.IntEnum):
     ERROR = 3
     END = 4
     HEARTBEAT = 5
+    #: The server is stopping; resume elsewhere (or after its restart) at ``next``.
+    GOAWAY = 6
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,9 @@ import threading
 import time
 from types import TracebackType
 
-import uvicorn
 from fastapi import FastAPI
+
+from .server import DrainingServer, server_config
 
 __all__ = ["BackgroundServer"]
 
@@ -19,16 +20,7 @@ class BackgroundServer:
     """
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            # Endless streams never finish by themselves: cut them off after a grace period.
-            timeout_graceful_shutdown=5,
-        )
-        self._server = uvicorn.Server(config)
+        self._server = DrainingServer(server_config(app, host, port, "warning"))
         self._thread = threading.Thread(
             target=self._server.run, name="augstream-server", daemon=True
         )
@@ -53,7 +45,8 @@ class BackgroundServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the server to finish and wait for it."""
+        """Ask the server to finish (streams get go-away frames) and wait for it."""
+        self._server.drain()
         self._server.should_exit = True
         self._thread.join(timeout)
 

@@ -63,11 +63,11 @@ def _loopback(host: str) -> bool:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
-    import uvicorn
     from pydantic import ValidationError
 
     from .app import create_app
     from .catalog import Catalog
+    from .server import DrainingServer, server_config
     from .settings import Settings
 
     overrides = {
@@ -107,12 +107,6 @@ def serve(args: argparse.Namespace) -> int:
             args.host,
         )
     app = create_app(settings, catalog)
-    # Endless streams never end by themselves; clients resume elsewhere after the cut.
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=5,
-    )
+    # On SIGTERM streams end with go-away frames; their clients resume elsewhere.
+    DrainingServer(server_config(app, args.host, args.port, args.log_level)).run()
     return 0

@@ -67,61 +67,90 @@ class FrameStreamResponse(StreamingResponse):
                 self._on_close()
 
 
-class _ShuttingDownError(Exception):
-    """The worker pool is closed because the server is stopping."""
-
-
 def _error_frame(kind: str, message: str) -> bytes:
     return encode_json_frame(FrameKind.ERROR, {"error": {"kind": kind, "message": message}})
 
 
+class _DrainingError(Exception):
+    """The server was asked to stop: hand the client over at the next unsent batch."""
+
+
+def _never() -> bool:
+    return False
+
+
 async def stream_frames(
-    plan: StreamPlan, executor: Executor, *, prefetch: int, heartbeat_s: float
+    plan: StreamPlan,
+    executor: Executor,
+    *,
+    prefetch: int,
+    heartbeat_s: float,
+    draining: Callable[[], bool] = _never,
 ) -> AsyncIterator[Chunk]:
     """The whole response body: header, batches in order, then an end frame if finite.
 
     A failure after the header becomes an error frame (the status line is already sent).
+    When ``draining()`` turns true the stream ends with a go-away frame naming the next batch
+    the client has not received, so it resumes elsewhere without losing or repeating one.
     """
     yield encode_json_frame(FrameKind.HEADER, plan.header())
     spec = plan.spec
     todo = positions(spec.start.epoch, spec.start.batch, plan.batches_per_epoch, spec.epochs)
-    pending: deque[Future[list[Chunk]]] = deque()
+    pending: deque[tuple[tuple[int, int], Future[list[Chunk]]]] = deque()
     sent = 0
+    upcoming: tuple[int, int] | None = None
     try:
         for epoch, batch in todo:
+            upcoming = (epoch, batch)
+            if draining():
+                raise _DrainingError
             try:
-                pending.append(executor.submit(plan.encode_batch, epoch, batch))
+                pending.append(((epoch, batch), executor.submit(plan.encode_batch, epoch, batch)))
             except RuntimeError as exc:  # the pool is closed: the server is shutting down
-                raise _ShuttingDownError from exc
+                raise _DrainingError from exc
+            upcoming = None
             if len(pending) >= prefetch:
-                async for chunk in _oldest(pending, heartbeat_s):
+                async for chunk in _oldest(pending, heartbeat_s, draining):
                     yield chunk
                 sent += 1
         while pending:
-            async for chunk in _oldest(pending, heartbeat_s):
+            async for chunk in _oldest(pending, heartbeat_s, draining):
                 yield chunk
             sent += 1
         yield encode_json_frame(FrameKind.END, {"batches": sent})
+    except _DrainingError:
+        resume_at = pending[0][0] if pending else upcoming
+        if resume_at is None:  # nothing left to send: the stream is complete
+            yield encode_json_frame(FrameKind.END, {"batches": sent})
+        else:
+            yield encode_json_frame(
+                FrameKind.GOAWAY,
+                {"next": list(resume_at), "reason": "the server is shutting down"},
+            )
     except SampleError as exc:
         log.warning("stream of %s stopped: %s", plan.source.name, exc)
         yield _error_frame("sample_error", str(exc))
-    except _ShuttingDownError:
-        yield _error_frame("shutting_down", "the server is shutting down")
     except Exception as exc:
         log.exception("stream of %s failed", plan.source.name)
         yield _error_frame("internal_error", f"{type(exc).__name__}: {exc}")
     finally:
-        for future in pending:
+        for _, future in pending:
             future.cancel()
 
 
-async def _oldest(pending: deque[Future[list[Chunk]]], heartbeat_s: float) -> AsyncIterator[Chunk]:
+async def _oldest(
+    pending: deque[tuple[tuple[int, int], Future[list[Chunk]]]],
+    heartbeat_s: float,
+    draining: Callable[[], bool],
+) -> AsyncIterator[Chunk]:
     """Heartbeats while the oldest batch is still being made, then that batch's parts.
 
     Heartbeats keep clients' per-read timeouts from firing on slow batches.
     """
-    ready: asyncio.Future[list[Chunk]] = asyncio.wrap_future(pending[0])
+    ready: asyncio.Future[list[Chunk]] = asyncio.wrap_future(pending[0][1])
     while not (await asyncio.wait({ready}, timeout=heartbeat_s))[0]:
+        if draining():
+            raise _DrainingError
         yield _HEARTBEAT
     pending.popleft()
     for chunk in ready.result():

@@ -116,6 +116,10 @@ async def stream(state: State, spec: Annotated[StreamSpec, Body()]) -> FrameStre
             f"this server already runs {state.slots.limit} streams, its limit; retry later"
         )
     frames = stream_frames(
-        plan, state.pool, prefetch=state.settings.prefetch, heartbeat_s=state.settings.heartbeat_s
+        plan,
+        state.pool,
+        prefetch=state.settings.prefetch,
+        heartbeat_s=state.settings.heartbeat_s,
+        draining=lambda: state.draining,
     )
     return FrameStreamResponse(frames, on_close=state.slots.release)

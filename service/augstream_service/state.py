@@ -28,6 +28,8 @@ class ServerState:
     uploads: UploadStore
     #: The API keys as bytes, ready for constant-time comparison (empty: no keys needed).
     api_keys: list[bytes] = field(default_factory=list)
+    #: Set when the server is asked to stop: streams hand their clients over (go-away frames).
+    draining: bool = False
     executor: ThreadPoolExecutor | None = field(default=None)
 
     @property

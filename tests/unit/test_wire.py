@@ -102,6 +102,7 @@ def batch_body(blobs: Mapping[str, bytes]) -> bytes:
         (FrameKind.END, {"epochs": 3, "batches": 12}),
         (FrameKind.ERROR, {"kind": "decode_error", "message": "bad PNG", "status": 500}),
         (FrameKind.HEARTBEAT, {}),
+        (FrameKind.GOAWAY, {"next": [2, 17], "reason": "the server is shutting down"}),
     ],
 )
 def test_json_frame_round_trips(kind: FrameKind, payload: dict[str, Any]) -> None:
@@ -267,7 +268,7 @@ def test_a_flipped_checksum_byte_fails_the_crc() -> None:
         FrameDecoder().feed(bytes(data))
 
 
-@pytest.mark.parametrize("kind", [0, 6, 255])
+@pytest.mark.parametrize("kind", [0, 7, 255])
 def test_unknown_frame_kind_raises(kind: int) -> None:
     data = bytearray(encode_json_frame(FrameKind.END))
     data[4] = kind
