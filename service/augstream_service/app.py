@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     state = ServerState(
         settings=settings,
         catalog=catalog if catalog is not None else Catalog.from_folders(settings.datasets),
-        slots=StreamSlots(settings.max_streams),
+        slots=StreamSlots(settings.max_streams, settings.max_streams_per_key),
         limits=Limits(
             max_batch_bytes=settings.max_batch_bytes, max_file_bytes=settings.max_file_bytes
         ),

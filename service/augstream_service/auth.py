@@ -17,21 +17,27 @@ class AuthError(Exception):
     """A request without a valid API key on a server that has keys."""
 
 
-def _matches(token: str, keys: list[bytes]) -> bool:
+def _match(token: str, keys: list[bytes]) -> int | None:
+    """The index of the key equal to ``token``, comparing against every key every time."""
     candidate = token.encode()
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(candidate, key)
+    found = None
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(candidate, key):
+            found = index
     return found
 
 
 async def require_key(request: Request) -> None:
-    """FastAPI dependency: pass when the server has no keys or the request carries one."""
+    """FastAPI dependency: pass when the server has no keys or the request carries one, and
+    record who asks (``request.state.owner``: the key's number, or the client's address)."""
     keys: list[bytes] = request.app.state.augstream.api_keys
     if not keys:
+        request.state.owner = f"address {request.client.host if request.client else '?'}"
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthError("this server needs an API key: send 'Authorization: Bearer <key>'")
-    if not _matches(token.strip(), keys):
+    index = _match(token.strip(), keys)
+    if index is None:
         raise AuthError("the API key is not valid on this server")
+    request.state.owner = f"key {index}"  # never the key itself: owners appear in logs

@@ -22,7 +22,11 @@ __all__ = ["BusyError", "install_error_handlers"]
 
 
 class BusyError(Exception):
-    """The server has no free stream slot."""
+    """No stream slot is free: the server's (503) or the caller's own quota (429)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _where(loc: Any) -> str:
@@ -66,7 +70,8 @@ async def _auth(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _busy(_: Request, exc: Exception) -> JSONResponse:
-    return _plain(503, str(exc), {"Retry-After": "1"})
+    status = exc.status if isinstance(exc, BusyError) else 503
+    return _plain(status, str(exc), {"Retry-After": "1"})
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future
 
@@ -28,22 +28,38 @@ Chunk = bytes | memoryview
 
 
 class StreamSlots:
-    """Counts live streams against a limit (touched only from the event loop)."""
+    """Counts live streams against the server's limit and each owner's (an API key, or a
+    client address on a server without keys). Touched only from the event loop."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_owner: int | None = None) -> None:
         self.limit = limit
+        self.per_owner = per_owner
         self.active = 0
+        self.by_owner: Counter[str] = Counter()
 
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free."""
+    def refusal(self, owner: str) -> tuple[int, str] | None:
+        """Why ``owner`` cannot start a stream now, as (HTTP status, message), or None."""
+        if self.per_owner is not None and self.by_owner[owner] >= self.per_owner:
+            return 429, (
+                f"this key (or address) already runs {self.per_owner} streams, the most one "
+                "may run at once; retry when one ends"
+            )
         if self.active >= self.limit:
-            return False
-        self.active += 1
-        return True
+            return 503, f"this server already runs {self.limit} streams, its limit; retry later"
+        return None
 
-    def release(self) -> None:
-        """Give a slot back."""
-        self.active -= 1
+    def acquire(self, owner: str) -> Callable[[], None]:
+        """Take a slot for ``owner`` (check ``refusal`` first); returns its release."""
+        self.active += 1
+        self.by_owner[owner] += 1
+
+        def release() -> None:
+            self.active -= 1
+            self.by_owner[owner] -= 1
+            if not self.by_owner[owner]:
+                del self.by_owner[owner]
+
+        return release
 
 
 class FrameStreamResponse(StreamingResponse):

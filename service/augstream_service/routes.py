@@ -109,12 +109,14 @@ def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, A
     response_class=FrameStreamResponse,
     status_code=200,
 )
-async def stream(state: State, spec: Annotated[StreamSpec, Body()]) -> FrameStreamResponse:
+async def stream(
+    state: State, spec: Annotated[StreamSpec, Body()], request: Request
+) -> FrameStreamResponse:
     plan = await run_in_threadpool(make_plan, spec, state.catalog, state.uploads, state.limits)
-    if not state.slots.try_acquire():
-        raise BusyError(
-            f"this server already runs {state.slots.limit} streams, its limit; retry later"
-        )
+    refusal = state.slots.refusal(request.state.owner)
+    if refusal is not None:
+        raise BusyError(*refusal)
+    release = state.slots.acquire(request.state.owner)
     frames = stream_frames(
         plan,
         state.pool,
@@ -122,4 +124,4 @@ async def stream(state: State, spec: Annotated[StreamSpec, Body()]) -> FrameStre
         heartbeat_s=state.settings.heartbeat_s,
         draining=lambda: state.draining,
     )
-    return FrameStreamResponse(frames, on_close=state.slots.release)
+    return FrameStreamResponse(frames, on_close=release)

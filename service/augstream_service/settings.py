@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     threads: Annotated[int, Field(ge=1, le=256)] = Field(default_factory=_default_threads)
     prefetch: Annotated[int, Field(ge=1, le=64)] = 4
     max_streams: Annotated[int, Field(ge=1)] = 64
+    #: Streams one API key (or, without keys, one client address) may run at once.
+    max_streams_per_key: Annotated[int, Field(ge=1)] | None = 16
     max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0

@@ -242,3 +242,42 @@ def test_api_keys_guard_everything_but_health(image_root: Path) -> None:
             with client.stream(dataset="pets", target_size=(8, 8), batch_size=4) as stream:
                 assert next(stream)[0].shape == (4, 8, 8, 3)
             assert client.upload(np.arange(3))
+
+
+def test_a_key_over_its_stream_quota_gets_429_while_another_key_streams(
+    image_root: Path,
+) -> None:
+    settings = Settings(datasets=[image_root], api_keys=["k1", "k2"], max_streams_per_key=2)
+    body = {"dataset": "pets", "target_size": [8, 8], "batch_size": 2}
+
+    def open_stream(http: httpx.Client, key: str) -> httpx.Response:
+        request = http.build_request(
+            "POST", "/v1/stream", json=body, headers={"Authorization": f"Bearer {key}"}
+        )
+        return http.send(request, stream=True)
+
+    with (
+        BackgroundServer(create_app(settings)) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        first = [open_stream(http, "k1") for _ in range(2)]
+        assert [r.status_code for r in first] == [200, 200]
+        throttled = open_stream(http, "k1")
+        throttled.read()
+        assert throttled.status_code == 429 and throttled.headers["retry-after"] == "1"
+        assert "2 streams" in throttled.json()["message"]
+        other = open_stream(http, "k2")
+        assert other.status_code == 200
+        next(other.iter_raw())  # the second key streams while the first is throttled
+        other.close()
+        first[0].close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the server notices the disconnect
+            again = open_stream(http, "k1")
+            if again.status_code == 200:
+                break
+            again.read()
+            time.sleep(0.05)
+        assert again.status_code == 200
+        for response in (again, first[1]):
+            response.close()
