@@ -1,4 +1,5 @@
-"""A loopback TCP proxy that can cut connections after a byte budget, to break streams."""
+"""A loopback TCP fault proxy: cuts connections, flips bytes or freezes them, to break
+streams the ways networks do."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Callable
 
 
 class CuttingProxy:
-    """Forwards ``127.0.0.1:<port>`` to ``target``; ``cut_after(n)`` returns the byte budget
-    of the n-th connection (0-based) from server to client, or None for no cut.
-    ``drop_from`` cuts a server-to-client stream just before the first occurrence of those
-    bytes."""
+    """Forwards ``127.0.0.1:<port>`` to ``target``. For the n-th connection (0-based), in the
+    server-to-client direction: ``cut_after(n)`` is a byte budget after which the connection is
+    cut (None: no cut); ``flip_at(n)`` the offset of a byte to corrupt; ``freeze_after(n)`` an
+    offset after which nothing more is forwarded but the connection stays open.
+    ``drop_from`` cuts a stream just before the first occurrence of those bytes."""
 
     def __init__(
         self,
@@ -20,12 +22,18 @@ class CuttingProxy:
         cut_after: Callable[[int], int | None],
         drop_from: bytes | None = None,
         later_port: int | None = None,
+        flip_at: Callable[[int], int | None] = lambda _: None,
+        freeze_after: Callable[[int], int | None] = lambda _: None,
     ) -> None:
         self._target = ("127.0.0.1", target_port)
         # Connections after the first go here when set (a client "failing over" elsewhere).
         self._later = ("127.0.0.1", later_port) if later_port is not None else None
         self._cut_after = cut_after
         self._drop_from = drop_from
+        self._flip_at = flip_at
+        self._freeze_after = freeze_after
+        self.flips = 0
+        self.freezes = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.connections = 0
@@ -43,12 +51,14 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            budget = self._cut_after(self.connections)
+            index = self.connections
+            budget = self._cut_after(index)
+            faults = (self._flip_at(index), self._freeze_after(index))
             self.connections += 1
             target = self._later if self._later and self.connections > 1 else self._target
             upstream = socket.create_connection(target)
-            forward = (client, upstream, None, None)
-            backward = (upstream, client, budget, self._drop_from)
+            forward = (client, upstream, None, None, (None, None))
+            backward = (upstream, client, budget, self._drop_from, faults)
             threading.Thread(target=self._pipe, args=forward, daemon=True).start()
             threading.Thread(target=self._pipe, args=backward, daemon=True).start()
 
@@ -58,7 +68,9 @@ class CuttingProxy:
         sink: socket.socket,
         budget: int | None,
         drop_from: bytes | None,
+        faults: tuple[int | None, int | None],
     ) -> None:
+        flip, freeze = faults
         sent = 0
         held = b""  # bytes that might start the pattern, held back until we know
         try:
@@ -76,6 +88,16 @@ class CuttingProxy:
                         break
                     cut = max(0, len(data) - (len(drop_from) - 1))
                     held, data = data[cut:], data[:cut]
+                if flip is not None and sent <= flip < sent + len(data):
+                    corrupted = bytearray(data)
+                    corrupted[flip - sent] ^= 0x5A
+                    data = bytes(corrupted)
+                    self.flips += 1
+                if freeze is not None and sent + len(data) >= freeze:
+                    sink.sendall(data[: freeze - sent])
+                    self.freezes += 1
+                    self._stopped.wait()  # hold the connection open, silent
+                    break
                 if budget is not None and sent + len(data) >= budget:
                     sink.sendall(data[: budget - sent])
                     self.cuts += 1

@@ -1,0 +1,120 @@
+"""The reliability suite: servers killed, networks broken, clients vanishing, bad input.
+
+Each test records what it checked (``counts``); the run's summary prints them, so a CI log
+shows the figures (kills survived, batches compared, streams dropped, threads and fds before
+and after) rather than a bare pass.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.imagefolder import make_image_folder
+
+_COUNTS: list[tuple[str, dict[str, Any]]] = []
+
+
+@pytest.fixture
+def counts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A dict the test fills with the figures it checked; printed in the run's summary."""
+    found: dict[str, Any] = {}
+    yield found
+    if found:
+        _COUNTS.append((request.node.name, found))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _COUNTS:
+        return
+    terminalreporter.section("reliability figures")
+    for name, found in _COUNTS:
+        figures = ", ".join(f"{key}={value}" for key, value in found.items())
+        terminalreporter.write_line(f"{name}: {figures}")
+
+
+@pytest.fixture(scope="session")
+def odd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset ``odd`` of 117 images (an odd size: the last batch of 4 holds one)."""
+    return make_image_folder(tmp_path_factory.mktemp("odd") / "odd", per_class=(39, 39, 38))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """``augstream serve`` in its own process, on a fixed loopback port, to kill and restart."""
+
+    def __init__(self, *folders: Path, port: int | None = None) -> None:
+        self.folders = folders
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "augstream._cli",
+            "serve",
+            *map(str, self.folders),
+            "--port",
+            str(self.port),
+            "--threads",
+            "2",
+            "--log-level",
+            "warning",
+        ]
+        self.process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"augstream serve exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("augstream serve did not come up")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def server_process() -> Iterator[type[ServerProcess]]:
+    """The ``ServerProcess`` class; every process started through it is stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    class Tracked(ServerProcess):
+        def start(self, timeout: float = 60.0) -> ServerProcess:
+            started.append(self)
+            return super().start(timeout)
+
+    yield Tracked
+    for server in started:
+        server.stop()

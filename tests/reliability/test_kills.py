@@ -1,0 +1,75 @@
+"""Every sample of every epoch exactly once, in order, while the server process is killed
+(SIGKILL) or stopped (SIGTERM) mid-epoch and restarted."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from augstream import Batch, Client, RetryPolicy
+from tests.reliability.conftest import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+SPEC = dict(
+    dataset="odd",
+    target_size=(24, 24),
+    batch_size=4,
+    seed=5,
+    epochs=2,
+    rotation_range=15,
+    horizontal_flip=True,
+)
+# A restart takes seconds (imports); keep retrying that long, quickly.
+PATIENT = RetryPolicy(attempts=60, backoff_s=0.05, max_backoff_s=0.5)
+
+
+def _read_all(url: str, interrupt: dict[int, Any] | None = None) -> tuple[list[Batch], int]:
+    """Every batch of the finite stream; ``interrupt[n]`` runs after the n-th batch."""
+    got: list[Batch] = []
+    with Client(url, retry=PATIENT, timeout=10) as client, client.stream(**SPEC) as stream:
+        for _ in range(2 * len(stream)):
+            got.append(stream.next_batch(timeout=120))
+            action = (interrupt or {}).get(len(got))
+            if action is not None:
+                action()
+        with pytest.raises(StopIteration):
+            stream.next_batch(timeout=120)
+        return got, stream.reconnects
+
+
+def _check(got: list[Batch], reference: list[Batch], counts: dict[str, Any]) -> None:
+    for epoch in (0, 1):
+        ids = [i for b in got if b.epoch == epoch for i in b.sample_ids]
+        want = [i for b in reference if b.epoch == epoch for i in b.sample_ids]
+        missing, duplicated = set(want) - set(ids), len(ids) - len(set(ids))
+        assert not missing, f"epoch {epoch}: samples {sorted(missing)} never arrived"
+        assert not duplicated, f"epoch {epoch}: {duplicated} samples arrived twice"
+        assert ids == want, f"epoch {epoch}: samples arrived out of order"
+        counts[f"epoch{epoch}_samples"] = len(ids)
+    for mine, theirs in zip(got, reference, strict=True):
+        assert mine.x.tobytes() == theirs.x.tobytes()
+    counts["batches_compared"] = len(got)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_exactly_once_across_two_server_deaths(
+    odd_root: Path, server_process: type[ServerProcess], how: str, counts: dict[str, Any]
+) -> None:
+    server = server_process(odd_root).start()
+    reference, _ = _read_all(server.url)
+    assert len(reference) == 2 * 30  # 117 images in batches of 4: 30 per epoch, the last of 1
+
+    def die_and_return() -> None:
+        server.kill(getattr(signal, how))
+        # Restart from another thread: the client's retries run meanwhile.
+        threading.Thread(target=server.start, daemon=True).start()
+
+    got, reconnects = _read_all(server.url, {11: die_and_return, 41: die_and_return})
+    _check(got, reference, counts)
+    counts.update(deaths=2, signal=how, reconnects=reconnects, server_starts=server.starts)
+    assert reconnects >= 2
