@@ -42,7 +42,8 @@ class ServerInfo(BaseModel):
 
     version: str
     protocol: int
-    limits: dict[str, int]
+    limits: dict[str, int | None]
+    active_streams: int = 0
 
 
 class StreamHeader(BaseModel):

@@ -43,7 +43,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/v1/server", summary="Version, protocol and the limits a client must respect")
+@router.get(
+    "/v1/server", summary="Version, protocol, the limits a client must respect, streams running"
+)
 def server_info(state: State) -> dict[str, Any]:
     settings = state.settings
     return {
@@ -54,7 +56,9 @@ def server_info(state: State) -> dict[str, Any]:
             "max_file_bytes": settings.max_file_bytes,
             "max_upload_bytes": settings.max_upload_bytes,
             "max_streams": settings.max_streams,
+            "max_streams_per_key": settings.max_streams_per_key,
         },
+        "active_streams": state.slots.active,
     }
 
 
