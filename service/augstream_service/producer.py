@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, Future
 
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from augstream.wire import FrameKind, encode_json_frame
 
@@ -24,6 +24,9 @@ from .sampling import positions
 __all__ = ["FrameStreamResponse", "StreamSlots", "stream_frames"]
 
 log = logging.getLogger("augstream.stream")
+
+#: Bytes per second below which a client counts as stalled (far below any real network).
+MIN_READ_RATE = 16 << 10
 Chunk = bytes | memoryview
 
 
@@ -64,16 +67,29 @@ class StreamSlots:
 
 class FrameStreamResponse(StreamingResponse):
     """A streaming response that always runs ``on_close`` and closes its frame generator,
-    even when the client disconnects before the first frame is sent."""
+    even when the client disconnects before the first frame is sent, and that gives up on a
+    client that stalls: one that needs more than ``send_timeout_s`` plus the time to read the
+    data at ``MIN_READ_RATE`` to take a piece of the body (its slot is freed)."""
 
-    def __init__(self, frames: AsyncIterator[Chunk], on_close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        frames: AsyncIterator[Chunk],
+        on_close: Callable[[], None],
+        send_timeout_s: float | None = None,
+    ) -> None:
         super().__init__(frames, media_type="application/vnd.augstream.v1")
         self._frames = frames
         self._on_close = on_close
+        self._send_timeout_s = send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        timeout = self._send_timeout_s
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(
+                scope, receive, send if timeout is None else _patient(send, timeout)
+            )
+        except _StalledClientError:
+            log.warning("evicted a client that stopped reading (send timeout %.0f s)", timeout)
         finally:
             try:
                 aclose = getattr(self._frames, "aclose", None)
@@ -85,6 +101,27 @@ class FrameStreamResponse(StreamingResponse):
 
 def _error_frame(kind: str, message: str) -> bytes:
     return encode_json_frame(FrameKind.ERROR, {"error": {"kind": kind, "message": message}})
+
+
+class _StalledClientError(Exception):
+    """The client took no bytes for the send timeout."""
+
+
+def _patient(send: Send, timeout: float) -> Send:
+    """``send``, limited to ``timeout`` plus the time the message needs at a trickle's pace.
+
+    A send waits while the client's socket buffer is full; a client that stops reading would
+    otherwise hold its producer and slot for ever.
+    """
+
+    async def patient_send(message: Message) -> None:
+        size = len(message.get("body", b""))
+        try:
+            await asyncio.wait_for(send(message), timeout + size / MIN_READ_RATE)
+        except TimeoutError:
+            raise _StalledClientError from None
+
+    return patient_send
 
 
 class _DrainingError(Exception):

@@ -128,4 +128,6 @@ async def stream(
         heartbeat_s=state.settings.heartbeat_s,
         draining=lambda: state.draining,
     )
-    return FrameStreamResponse(frames, on_close=release)
+    return FrameStreamResponse(
+        frames, on_close=release, send_timeout_s=state.settings.send_timeout_s
+    )

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0
+    #: A client that takes nothing for this long (beyond a trickle's pace) is disconnected.
+    send_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Keys clients must send as 'Authorization: Bearer <key>' (none: open)",

@@ -56,10 +56,12 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``augstream serve`` in its own process, on a fixed loopback port, to kill and restart."""
+    """``augstream serve`` in its own process, on a fixed loopback port, to kill and restart;
+    ``env`` adds settings (``AUGSTREAM_*``)."""
 
-    def __init__(self, *folders: Path, port: int | None = None) -> None:
+    def __init__(self, *folders: Path, port: int | None = None, **env: str) -> None:
         self.folders = folders
+        self.env = env
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -82,7 +84,9 @@ class ServerProcess:
             "--log-level",
             "warning",
         ]
-        self.process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.process = subprocess.Popen(
+            command, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        )
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -94,6 +98,22 @@ class ServerProcess:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError("augstream serve did not come up")
+
+    def figures(self) -> dict[str, int]:
+        """The process's threads, open file descriptors and resident memory (MiB)."""
+        assert self.process is not None
+        pid = self.process.pid
+        status = Path(f"/proc/{pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {
+            "threads": int(fields["Threads"]),
+            "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())),
+            "rss_mib": int(fields["VmRSS"].split()[0]) // 1024,
+        }
+
+    def active_streams(self) -> int:
+        """Streams the server is running now."""
+        return int(httpx.get(f"{self.url}/v1/server", timeout=10).json()["active_streams"])
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.process is not None

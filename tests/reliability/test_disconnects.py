@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from augstream import Client
@@ -28,16 +27,6 @@ SPEC = {
     "rotation_range": 10,
 }
 BATCH_BYTES = 8 * 96 * 96 * 3 * 4
-
-
-def _process_figures(pid: int) -> dict[str, int]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {
-        "threads": int(fields["Threads"]),
-        "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())),
-        "rss_mib": int(fields["VmRSS"].split()[0]) // 1024,
-    }
 
 
 def _drop_after(port: int, budget: int, rng: random.Random) -> None:
@@ -60,33 +49,28 @@ def _drop_after(port: int, budget: int, rng: random.Random) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def _active(url: str) -> int:
-    return int(httpx.get(f"{url}/v1/server", timeout=10).json()["active_streams"])
-
-
 def test_two_hundred_dropped_streams_leave_nothing_behind(
     odd_root: Path, server_process: type[ServerProcess], counts: dict[str, Any]
 ) -> None:
     server = server_process(odd_root).start()
-    assert server.process is not None
     with Client(server.url) as client:  # warm up: pools, caches, imports
         for seed in range(3):
             with client.stream(**{**SPEC, "seed": seed}) as stream:
                 for _ in range(6):
                     stream.next_batch(timeout=60)
     time.sleep(1.0)
-    before = _process_figures(server.process.pid)
+    before = server.figures()
     rng = random.Random(1)
     # Anywhere from before the status line to several batches in, mid-frame mostly.
     budgets = [rng.randrange(0, 6 * BATCH_BYTES) for _ in range(200)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda b: _drop_after(server.port, b, random.Random(b)), budgets))
     deadline = time.monotonic() + 30
-    while _active(server.url) and time.monotonic() < deadline:
+    while server.active_streams() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _active(server.url) == 0, "producers still running after their clients left"
+    assert server.active_streams() == 0, "producers still running after their clients left"
     time.sleep(1.0)
-    after = _process_figures(server.process.pid)
+    after = server.figures()
     counts.update(
         streams_dropped=len(budgets),
         **{f"{k}_before": v for k, v in before.items()},

@@ -1,0 +1,85 @@
+"""Slow and stalled readers: a client reading at 64 KiB/s costs the server no more than its
+prefetch of batches; a client that stops reading is evicted and its slot freed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from augstream import Client
+from tests.reliability.conftest import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+BIG = {
+    "dataset": "odd",
+    "target_size": [128, 128],
+    "batch_size": 32,
+    "dtype": "float32",
+    "seed": 3,
+    "rotation_range": 10,
+}
+BIG_BATCH = 32 * 128 * 128 * 3 * 4
+PREFETCH = 4  # the server's default
+
+
+def _open(port: int, spec: dict[str, Any]) -> socket.socket:
+    body = json.dumps(spec).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    sock.sendall(
+        f"POST /v1/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return sock
+
+
+def test_a_slow_reader_costs_at_most_its_prefetch(
+    odd_root: Path, server_process: type[ServerProcess], counts: dict[str, Any]
+) -> None:
+    server = server_process(odd_root).start()
+    with Client(server.url) as client, client.stream(**{**BIG, "seed": 1}) as stream:
+        for _ in range(8):  # warm up with the same batch shape
+            stream.next_batch(timeout=60)
+    time.sleep(1.0)
+    baseline = server.figures()["rss_mib"]
+    peak, read = baseline, 0
+    with _open(server.port, BIG) as sock:
+        started = time.monotonic()
+        while time.monotonic() - started < 8.0:  # 64 KiB/s
+            read += len(sock.recv(16 << 10))
+            peak = max(peak, server.figures()["rss_mib"])
+            time.sleep(0.25 - (time.monotonic() - started) % 0.25)
+        assert server.active_streams() == 1  # slow, but not evicted
+    bound = (PREFETCH + 2) * BIG_BATCH // 2**20 + 48
+    counts.update(
+        read_kib=read // 1024,
+        seconds=8,
+        rss_baseline_mib=baseline,
+        rss_peak_mib=peak,
+        bound_mib=baseline + bound,
+    )
+    assert peak - baseline <= bound
+
+
+def test_a_reader_that_stops_is_evicted_and_its_slot_freed(
+    odd_root: Path, server_process: type[ServerProcess], counts: dict[str, Any]
+) -> None:
+    server = server_process(odd_root, AUGSTREAM_SEND_TIMEOUT_S="2").start()
+    small = {"dataset": "odd", "target_size": [24, 24], "batch_size": 4, "seed": 1}
+    with _open(server.port, small) as sock:
+        sock.recv(1024)  # the stream started; from now on nothing is read
+        started = time.monotonic()
+        while server.active_streams() and time.monotonic() - started < 60:
+            time.sleep(0.2)
+        evicted_after = time.monotonic() - started
+        assert server.active_streams() == 0
+    counts.update(evicted_after_s=round(evicted_after, 1), send_timeout_s=2)
+    with Client(server.url) as client, client.stream(**small) as stream:
+        assert stream.next_batch(timeout=60).x.shape == (4, 24, 24, 3)
