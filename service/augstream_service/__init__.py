@@ -1,6 +1,12 @@
 """augstream's server: decode and augment images next to the data, stream batches over HTTP."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+from .limits import DEFAULT_MAX_IMAGE_PIXELS
+
+# OpenCV reads its pixel limit once, when it is imported (by .app below): set it first.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_IMAGE_PIXELS))
 
 try:
     __version__ = version("augstream")

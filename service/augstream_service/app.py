@@ -31,7 +31,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         catalog=catalog if catalog is not None else Catalog.from_folders(settings.datasets),
         slots=StreamSlots(settings.max_streams, settings.max_streams_per_key),
         limits=Limits(
-            max_batch_bytes=settings.max_batch_bytes, max_file_bytes=settings.max_file_bytes
+            max_batch_bytes=settings.max_batch_bytes,
+            max_file_bytes=settings.max_file_bytes,
+            max_image_pixels=settings.max_image_pixels,
         ),
         uploads=UploadStore(
             settings.upload_dir,

@@ -9,6 +9,8 @@ import numpy as np
 
 from augstream.spec import ColorMode, Interpolation
 
+from .imagesize import image_size
+
 __all__ = ["DecodeError", "INTERPOLATIONS", "centre_crop_to_aspect", "decode_image", "resize"]
 
 # OpenCV's stubs type every result loosely; images here are uint8 HxWxC throughout.
@@ -94,8 +96,20 @@ def decode_image(
     target_size: tuple[int, int],
     interpolation: Interpolation = "nearest",
     keep_aspect_ratio: bool = False,
+    max_pixels: int | None = None,
 ) -> Image:
-    """Decode ``data`` to ``color_mode`` and resize it to ``target_size`` (height, width)."""
+    """Decode ``data`` to ``color_mode`` and resize it to ``target_size`` (height, width).
+
+    With ``max_pixels``, an image whose header declares more pixels is refused before it is
+    decoded (a small file can expand to gigabytes).
+    """
+    if max_pixels is not None:
+        size = image_size(data)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise DecodeError(
+                f"the image declares {size[0]}x{size[1]} = {size[0] * size[1]} pixels; this "
+                f"server decodes at most {max_pixels}"
+            )
     image = _read(data, color_mode)
     height, width = target_size
     if keep_aspect_ratio:

@@ -19,6 +19,7 @@ from . import sampling
 from .augment import apply, sample
 from .batching import allocate_images, batch_nbytes
 from .catalog import Catalog
+from .limits import Limits
 from .samples import PlanError, SampleError, Samples, resolve_samples
 from .uploads import UploadStore
 
@@ -30,14 +31,6 @@ __all__ = [
     "StreamPlan",
     "make_plan",
 ]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one stream may ask of the server."""
-
-    max_batch_bytes: int = 256 << 20
-    max_file_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -134,7 +127,7 @@ def make_plan(
             f"{spec.output_dtype} is {nbytes} bytes; this server allows at most "
             f"{limits.max_batch_bytes} bytes per batch: lower batch_size or target_size",
         )
-    source = resolve_samples(spec, catalog, uploads, limits.max_file_bytes)
+    source = resolve_samples(spec, catalog, uploads, limits)
     if spec.class_mode == "binary" and len(source.class_names) != 2:
         raise PlanError(
             "class_mode",

@@ -54,6 +54,7 @@ def server_info(state: State) -> dict[str, Any]:
         "limits": {
             "max_batch_bytes": settings.max_batch_bytes,
             "max_file_bytes": settings.max_file_bytes,
+            "max_image_pixels": settings.max_image_pixels,
             "max_upload_bytes": settings.max_upload_bytes,
             "max_streams": settings.max_streams,
             "max_streams_per_key": settings.max_streams_per_key,
@@ -100,7 +101,7 @@ async def upload_array(state: State, digest: Digest, request: Request) -> dict[s
 
 @router.post("/v1/files", summary="The files and labels a spec streams from, in sample-id order")
 def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, Any]:
-    source = resolve_samples(spec, state.catalog, state.uploads, state.limits.max_file_bytes)
+    source = resolve_samples(spec, state.catalog, state.uploads, state.limits)
     return {
         "class_indices": {name: i for i, name in enumerate(source.class_names)},
         **source.listing(),

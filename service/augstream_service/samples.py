@@ -18,6 +18,7 @@ from augstream.spec import StreamSpec
 from .batching import make_labels
 from .catalog import Catalog, Dataset
 from .decode import DecodeError, decode_image
+from .limits import Limits
 from .sources import (
     IMAGE_EXTENSIONS,
     Listing,
@@ -86,15 +87,16 @@ class Samples(ABC):
         """Files (where there are files), labels and upload rows, in sample-id order."""
 
 
-def _decode(dataset: Dataset, relative: str, spec: StreamSpec, max_bytes: int) -> Array:
+def _decode(dataset: Dataset, relative: str, spec: StreamSpec, limits: Limits) -> Array:
     try:
-        data = read_file(dataset.root, relative, max_bytes)
+        data = read_file(dataset.root, relative, limits.max_file_bytes)
         return decode_image(
             data,
             color_mode=spec.color_mode,
             target_size=spec.target_size,
             interpolation=spec.interpolation,
             keep_aspect_ratio=spec.keep_aspect_ratio,
+            max_pixels=limits.max_image_pixels,
         )
     except (SourceError, DecodeError) as exc:
         raise SampleError(f"({dataset.name}/{relative}): {exc}") from exc
@@ -103,21 +105,17 @@ def _decode(dataset: Dataset, relative: str, spec: StreamSpec, max_bytes: int) -
 class FolderSamples(Samples):
     """A dataset's class folders, as ``flow_from_directory`` reads them."""
 
-    def __init__(self, dataset: Dataset, listing: Listing, spec: StreamSpec, max_bytes: int):
+    def __init__(self, dataset: Dataset, listing: Listing, spec: StreamSpec, limits: Limits):
         self.name = dataset.name
         self.class_names = listing.class_names
-        self._dataset, self._listing, self._spec, self._max_bytes = (
-            dataset,
-            listing,
-            spec,
-            max_bytes,
-        )
+        self._dataset, self._listing = dataset, listing
+        self._spec, self._limits = spec, limits
 
     def __len__(self) -> int:
         return len(self._listing.files)
 
     def image(self, sample_id: int) -> Array:
-        return _decode(self._dataset, self._listing.files[sample_id], self._spec, self._max_bytes)
+        return _decode(self._dataset, self._listing.files[sample_id], self._spec, self._limits)
 
     def labels(self, ids: Array) -> dict[str, Array]:
         y = make_labels(self._spec.class_mode, self._listing.labels[ids], len(self.class_names))
@@ -144,7 +142,7 @@ class RowSamples(Samples):
         weights: Array | None,
         *,
         x: Array | None = None,
-        files: tuple[Dataset, Array, int] | None = None,
+        files: tuple[Dataset, Array, Limits] | None = None,
     ) -> None:
         self.class_names = tuple(spec.classes or ())
         self.name = files[0].name if files else "arrays"
@@ -157,8 +155,8 @@ class RowSamples(Samples):
     def image(self, sample_id: int) -> Array:
         row = int(self._rows[sample_id])
         if self._files is not None:
-            dataset, names, max_bytes = self._files
-            return _decode(dataset, str(names[row]), self._spec, max_bytes)
+            dataset, names, limits = self._files
+            return _decode(dataset, str(names[row]), self._spec, limits)
         assert self._x is not None
         image = np.array(self._x[row])
         # OpenCV warps uint8 and floats; every other kind becomes float32, as Keras makes it.
@@ -222,14 +220,14 @@ def resolve_listing(spec: StreamSpec, dataset: Dataset) -> Listing:
 
 
 def resolve_samples(
-    spec: StreamSpec, catalog: Catalog, store: UploadStore, max_file_bytes: int
+    spec: StreamSpec, catalog: Catalog, store: UploadStore, limits: Limits
 ) -> Samples:
     """What ``spec`` reads, checked against the catalog and the uploaded arrays."""
     arrays = spec.arrays
     if arrays is None:
         assert spec.dataset is not None  # the spec's own validation guarantees it
         dataset = catalog.get(spec.dataset)
-        return FolderSamples(dataset, resolve_listing(spec, dataset), spec, max_file_bytes)
+        return FolderSamples(dataset, resolve_listing(spec, dataset), spec, limits)
     source = store.load(arrays.x or arrays.filenames or "")
     count = len(source)
     ys = [_rows_of(store.load(d), count, f"arrays.y[{i}]") for i, d in enumerate(arrays.y)]
@@ -242,14 +240,14 @@ def resolve_samples(
             )
     _check_labels(spec, ys)
     rows = np.arange(count, dtype=np.int64)
-    files: tuple[Dataset, Array, int] | None = None
+    files: tuple[Dataset, Array, Limits] | None = None
     if arrays.x is not None:
         _check_images(spec, source)
     else:
         assert spec.dataset is not None
         dataset = catalog.get(spec.dataset)
         rows = _check_filenames(dataset, source, validate=arrays.validate_filenames)
-        files = (dataset, source, max_file_bytes)
+        files = (dataset, source, limits)
     if spec.subset is not None:
         # Keras splits rows (not classes): the first fraction is the validation subset.
         cut = int(spec.validation_split * len(rows))

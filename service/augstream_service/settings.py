@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .limits import DEFAULT_MAX_IMAGE_PIXELS
+
 __all__ = ["Settings"]
 
 
@@ -36,6 +38,8 @@ class Settings(BaseSettings):
     max_streams_per_key: Annotated[int, Field(ge=1)] | None = 16
     max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
+    #: Images declaring more pixels are refused before they are decoded.
+    max_image_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_PIXELS
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0
     #: A client that takes nothing for this long (beyond a trickle's pace) is disconnected.
     send_timeout_s: Annotated[float, Field(gt=0)] = 60.0
