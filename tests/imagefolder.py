@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -47,3 +49,10 @@ def make_image_folder(root: Path, per_class: tuple[int, ...] = (7, 5, 6), seed: 
     nested.mkdir(exist_ok=True)
     cv2.imwrite(str(nested / "nested.bmp"), _image(rng, 40, 30, 0))
     return root
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The first bytes of a PNG that declares ``width`` x ``height`` (a pixel bomb's start)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))

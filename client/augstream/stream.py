@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Generator, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -51,6 +51,9 @@ class Batch:
     #: Labels: one array, a list of arrays (``class_mode='multi_output'``) or None.
     y: Array | list[Array] | None
     sample_weight: Array | None = None
+    #: Samples of this batch the server left out (a dataset's ``skip`` policy for corrupt
+    #: images): ``(sample id, reason)``. The batch is that much shorter.
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
     def as_keras(self) -> Any:
         """What Keras' iterators yield: ``(x, y)``, ``(x, y, sample_weight)`` when there are
@@ -244,7 +247,9 @@ class _Reader:
             y = x
         elif spec.class_mode == "multi_output":
             y = [arrays[f"y{i}"] for i in range(len(spec.arrays.y if spec.arrays else ()))]
-        return Batch(decoded.epoch, decoded.batch, decoded.sample_ids, x, y, arrays.get("w"))
+        return Batch(
+            decoded.epoch, decoded.batch, decoded.sample_ids, x, y, arrays.get("w"), decoded.skipped
+        )
 
     def _pump(self, connection: _Connection) -> bool:
         """Deliver the connection's batches; True when the stream is over."""

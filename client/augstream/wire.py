@@ -88,6 +88,8 @@ class BatchFrame:
     batch: int
     sample_ids: list[int]
     arrays: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    #: Samples of this batch left out under a dataset's ``skip`` policy: (id, reason).
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _prefix(kind: FrameKind, body_len: int, crc: int) -> bytes:
@@ -111,10 +113,12 @@ def encode_batch(
     batch: int,
     sample_ids: Sequence[int],
     arrays: Mapping[str, np.ndarray[Any, Any]],
+    skipped: Sequence[tuple[int, str]] = (),
 ) -> list[bytes | memoryview]:
     """Encode a batch frame as a list of buffers, to be written in order without joining.
 
     Array data is referenced, not copied: keep the arrays alive until the parts are written.
+    ``skipped`` lists the samples left out of the batch, with the reason for each.
     """
     parts: list[bytes | memoryview] = []
     sizes = []
@@ -126,10 +130,10 @@ def encode_batch(
         data = contiguous.reshape(-1).view(np.uint8).data
         parts += [header, data]
         sizes.append({"name": name, "nbytes": len(header) + data.nbytes})
-    meta = json.dumps(
-        {"epoch": epoch, "batch": batch, "ids": list(sample_ids), "arrays": sizes},
-        separators=(",", ":"),
-    ).encode()
+    fields: dict[str, Any] = {"epoch": epoch, "batch": batch, "ids": list(sample_ids)}
+    if skipped:
+        fields["skipped"] = [{"id": i, "reason": reason} for i, reason in skipped]
+    meta = json.dumps({**fields, "arrays": sizes}, separators=(",", ":")).encode()
     head = _META_LEN.pack(len(meta)) + meta
     crc = zlib.crc32(head)
     for part in parts:
@@ -180,7 +184,8 @@ def decode_batch(body: bytes | bytearray) -> BatchFrame:
         meta = json.loads(bytes(view[_META_LEN.size : start]))
         epoch, batch, ids = int(meta["epoch"]), int(meta["batch"]), [int(i) for i in meta["ids"]]
         entries = [(str(a["name"]), int(a["nbytes"])) for a in meta["arrays"]]
-    except (ValueError, KeyError, TypeError) as exc:
+        skipped = [(int(s["id"]), str(s["reason"])) for s in meta.get("skipped", ())]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"bad batch metadata: {exc}") from exc
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     for name, nbytes in entries:
@@ -191,7 +196,7 @@ def decode_batch(body: bytes | bytearray) -> BatchFrame:
         start = end
     if start != len(view):
         raise ProtocolError(f"{len(view) - start} unexpected bytes after the last array")
-    return BatchFrame(epoch=epoch, batch=batch, sample_ids=ids, arrays=arrays)
+    return BatchFrame(epoch=epoch, batch=batch, sample_ids=ids, arrays=arrays, skipped=skipped)
 
 
 class FrameDecoder:

@@ -28,7 +28,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     settings = settings if settings is not None else Settings()
     state = ServerState(
         settings=settings,
-        catalog=catalog if catalog is not None else Catalog.from_folders(settings.datasets),
+        catalog=catalog
+        if catalog is not None
+        else Catalog.from_folders(
+            settings.datasets, settings.on_corrupt, settings.on_corrupt_by_dataset
+        ),
         slots=StreamSlots(settings.max_streams, settings.max_streams_per_key),
         limits=Limits(
             max_batch_bytes=settings.max_batch_bytes,

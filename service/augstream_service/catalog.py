@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from .sources import Listing, SourceError, list_class_folders
 
-__all__ = ["Catalog", "Dataset", "DatasetUnavailableError", "UnknownDatasetError"]
+__all__ = [
+    "Catalog",
+    "CorruptPolicy",
+    "Dataset",
+    "DatasetUnavailableError",
+    "UnknownDatasetError",
+]
 
 log = logging.getLogger("augstream.catalog")
 
@@ -35,12 +42,21 @@ class UnknownDatasetError(LookupError):
         self.name = name
 
 
+CorruptPolicy = Literal["error", "skip"]
+
+
 @dataclass
 class Dataset:
-    """A named folder of class subfolders; listed once, on first use, then reused."""
+    """A named folder of class subfolders; listed once, on first use, then reused.
+
+    ``on_corrupt`` says what a stream does with an image that cannot be read or decoded:
+    ``error`` ends the stream with an error frame naming it, ``skip`` leaves it out of its
+    batch and reports its id and the reason in that batch.
+    """
 
     name: str
     root: Path
+    on_corrupt: CorruptPolicy = "error"
     _listing: Listing | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -67,10 +83,20 @@ class Catalog:
             self.add(dataset)
 
     @classmethod
-    def from_folders(cls, folders: Iterable[Path]) -> Catalog:
-        """One dataset per folder, named after the folder."""
+    def from_folders(
+        cls,
+        folders: Iterable[Path],
+        on_corrupt: CorruptPolicy = "error",
+        policies: Mapping[str, CorruptPolicy] | None = None,
+    ) -> Catalog:
+        """One dataset per folder, named after the folder; corrupt images handled by
+        ``policies[name]``, else ``on_corrupt``."""
         roots = [Path(folder).resolve() for folder in folders]
-        return cls(Dataset(name=root.name, root=root) for root in roots)
+        policies = policies or {}
+        return cls(
+            Dataset(name=root.name, root=root, on_corrupt=policies.get(root.name, on_corrupt))
+            for root in roots
+        )
 
     def add(self, dataset: Dataset) -> None:
         """Register ``dataset``; names must be unique and URL-safe."""

@@ -37,6 +37,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="batches each stream prepares ahead of its client (default: 4)",
     )
     parser.add_argument(
+        "--on-corrupt",
+        choices=["error", "skip"],
+        default=None,
+        help="an image that cannot be decoded ends the stream with an error (default), or is "
+        "left out of its batch and reported in it",
+    )
+    parser.add_argument(
         "--api-key-file",
         type=Path,
         default=None,
@@ -76,6 +83,7 @@ def serve(args: argparse.Namespace) -> int:
             "threads": args.threads,
             "prefetch": args.prefetch,
             "upload_dir": args.upload_dir,
+            "on_corrupt": args.on_corrupt,
         }.items()
         if value is not None
     }
@@ -96,7 +104,9 @@ def serve(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise SystemExit(f"augstream serve: {str(folder)!r} is not a folder")
     try:
-        catalog = Catalog.from_folders(settings.datasets)
+        catalog = Catalog.from_folders(
+            settings.datasets, settings.on_corrupt, settings.on_corrupt_by_dataset
+        )
     except ValueError as exc:  # two folders with one name, or a name clients cannot use
         raise SystemExit(f"augstream serve: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

@@ -50,6 +50,9 @@ _FLAGS: dict[ColorMode, int] = {
 def _read(data: bytes, color_mode: ColorMode) -> Image:
     if not data:
         raise DecodeError("not a decodable image (the file is empty)")
+    # libjpeg decodes a cut-off JPEG with a warning and grey rows; PIL (so Keras) refuses it.
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-4096:]:
+        raise DecodeError("truncated JPEG (no end-of-image marker)")
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _FLAGS[color_mode])
     except cv2.error as exc:

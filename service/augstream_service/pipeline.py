@@ -41,6 +41,7 @@ class ProducedBatch:
     batch: int
     sample_ids: list[int]
     arrays: dict[str, np.ndarray[Any, Any]]
+    skipped: list[tuple[int, str]]
 
 
 @dataclass(frozen=True)
@@ -99,20 +100,29 @@ class StreamPlan:
             shard_count=spec.shard.count,
         )
         x = allocate_images(len(ids), spec)
-        for slot, sample_id in enumerate(ids.tolist()):
+        kept: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        for sample_id in ids.tolist():
             try:
                 image = self.source.image(sample_id)
             except SampleError as exc:
+                if self.source.on_corrupt == "skip":
+                    skipped.append((sample_id, str(exc)))
+                    continue
                 raise SampleError(f"sample {sample_id} {exc}") from exc
             params = sample(sampling.sample_rng(seed, epoch, sample_id), spec, image.shape)
-            apply(image, params, spec, x[slot])
-        arrays = {"x": x, **self.source.labels(ids)}
-        return ProducedBatch(epoch=epoch, batch=batch, sample_ids=ids.tolist(), arrays=arrays)
+            apply(image, params, spec, x[len(kept)])
+            kept.append(sample_id)
+        labels = self.source.labels(np.asarray(kept, dtype=np.int64))
+        arrays = {"x": x[: len(kept)], **labels}
+        return ProducedBatch(epoch, batch, kept, arrays, skipped)
 
     def encode_batch(self, epoch: int, batch: int) -> list[bytes | memoryview]:
         """``produce_batch`` as wire frame parts, ready to write."""
         produced = self.produce_batch(epoch, batch)
-        return encode_batch(produced.epoch, produced.batch, produced.sample_ids, produced.arrays)
+        return encode_batch(
+            produced.epoch, produced.batch, produced.sample_ids, produced.arrays, produced.skipped
+        )
 
 
 def make_plan(

@@ -16,7 +16,7 @@ import numpy as np
 from augstream.spec import StreamSpec
 
 from .batching import make_labels
-from .catalog import Catalog, Dataset
+from .catalog import Catalog, CorruptPolicy, Dataset
 from .decode import DecodeError, decode_image
 from .limits import Limits
 from .sources import (
@@ -65,6 +65,8 @@ class Samples(ABC):
     #: What the stream reads, for headers and messages: a dataset name or "arrays".
     name: str
     class_names: tuple[str, ...]
+    #: What to do with a sample that cannot be read or decoded (the dataset's policy).
+    on_corrupt: CorruptPolicy = "error"
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -108,6 +110,7 @@ class FolderSamples(Samples):
     def __init__(self, dataset: Dataset, listing: Listing, spec: StreamSpec, limits: Limits):
         self.name = dataset.name
         self.class_names = listing.class_names
+        self.on_corrupt = dataset.on_corrupt
         self._dataset, self._listing = dataset, listing
         self._spec, self._limits = spec, limits
 
@@ -146,6 +149,8 @@ class RowSamples(Samples):
     ) -> None:
         self.class_names = tuple(spec.classes or ())
         self.name = files[0].name if files else "arrays"
+        if files:
+            self.on_corrupt = files[0].on_corrupt
         self._spec, self._rows, self._ys, self._weights = spec, rows, ys, weights
         self._x, self._files = x, files
 

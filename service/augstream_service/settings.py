@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     max_streams_per_key: Annotated[int, Field(ge=1)] | None = 16
     max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
+    #: What streams do with an image that cannot be read or decoded: end with an error
+    #: frame naming it ("error"), or leave it out and report it in its batch ("skip").
+    on_corrupt: Literal["error", "skip"] = "error"
+    #: Per-dataset exceptions to ``on_corrupt``, e.g. {"scraped-photos": "skip"}.
+    on_corrupt_by_dataset: dict[str, Literal["error", "skip"]] = Field(default_factory=dict)
     #: Images declaring more pixels are refused before they are decoded.
     max_image_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_PIXELS
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0

@@ -39,6 +39,14 @@ def post(url: str, body: object) -> httpx.Response:
         ({"dataset": "pets", "channel_shift_range": 1e308}, "channel_shift_range"),
         ({"dataset": "pets", "rescale": 1e300}, "rescale"),
         ({"dataset": "pets", "shard": [25, 30]}, "shard"),
+        ({"dataset": "pets", "batch_size": 10**9}, "batch_size"),
+        ({"dataset": "pets", "batch_size": -3}, "batch_size"),
+        ({"dataset": "pets", "target_size": [-1, 8]}, "target_size"),
+        ({"dataset": "pets", "target_size": [0, 0]}, "target_size"),
+        ({"dataset": "pets", "batch_size": "ten"}, "batch_size"),
+        ({"dataset": "pets", "horizontal_flip": "maybe"}, "horizontal_flip"),
+        ({"dataset": "pets", "seed": -1}, "seed"),
+        ({"dataset": "pets", "arrays": {"x": "../../etc/passwd"}}, "arrays"),
     ],
 )
 def test_bad_specs_get_422_naming_the_field(server_url: str, body: object, field: str) -> None:

@@ -4,7 +4,6 @@ anything else, so the pixel limit can run before a decode."""
 from __future__ import annotations
 
 import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 
 from augstream_service.decode import DecodeError, decode_image
 from augstream_service.imagesize import image_size
+from tests.imagefolder import png_header
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (23, 37, 3), dtype=np.uint8)  # 37 wide, 23 high
@@ -34,12 +34,6 @@ def test_progressive_jpeg_and_exif_segments_are_skipped() -> None:
     data = encoded.tobytes()
     app1 = b"\xff\xe1" + struct.pack(">H", 2 + 20) + b"Exif\x00\x00" + bytes(14)
     assert image_size(data[:2] + app1 + data[2:]) == (37, 23)
-
-
-def _png_header(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
 
 
 @pytest.mark.parametrize(
@@ -69,7 +63,7 @@ def test_random_bytes_never_raise() -> None:
 
 
 def test_a_pixel_bomb_is_refused_before_decoding() -> None:
-    bomb = _png_header(100_000, 100_000) + b"\x00" * 100  # would decode to 10 GB
+    bomb = png_header(100_000, 100_000) + b"\x00" * 100  # would decode to 10 GB
     with pytest.raises(DecodeError, match=r"100000x100000 = 10000000000 pixels.*at most 1000000"):
         decode_image(bomb, color_mode="rgb", target_size=(8, 8), max_pixels=1_000_000)
     _, encoded = cv2.imencode(".png", IMAGE)
