@@ -44,6 +44,8 @@ class ServerInfo(BaseModel):
     protocol: int
     limits: dict[str, int | None]
     active_streams: int = 0
+    #: Corrupt samples left out under a dataset's ``skip`` policy since the server started.
+    skipped_samples: dict[str, int] = {}
 
 
 class StreamHeader(BaseModel):

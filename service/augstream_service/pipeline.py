@@ -7,6 +7,7 @@ reproducible, resumable and shardable; the server runs it on its own thread pool
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,8 @@ class StreamPlan:
     spec: StreamSpec
     source: Samples
     limits: Limits
+    #: Told how many samples of ``source`` a batch skipped (for the server's counters).
+    on_skip: Callable[[str, int], None] | None = None
 
     @property
     def samples(self) -> int:
@@ -113,6 +116,8 @@ class StreamPlan:
             params = sample(sampling.sample_rng(seed, epoch, sample_id), spec, image.shape)
             apply(image, params, spec, x[len(kept)])
             kept.append(sample_id)
+        if skipped and self.on_skip is not None:
+            self.on_skip(self.source.name, len(skipped))
         labels = self.source.labels(np.asarray(kept, dtype=np.int64))
         arrays = {"x": x[: len(kept)], **labels}
         return ProducedBatch(epoch, batch, kept, arrays, skipped)
@@ -126,7 +131,11 @@ class StreamPlan:
 
 
 def make_plan(
-    spec: StreamSpec, catalog: Catalog, uploads: UploadStore, limits: Limits
+    spec: StreamSpec,
+    catalog: Catalog,
+    uploads: UploadStore,
+    limits: Limits,
+    on_skip: Callable[[str, int], None] | None = None,
 ) -> StreamPlan:
     """Check ``spec`` against what it reads and the server's limits; fix the seed if unset."""
     nbytes = batch_nbytes(spec)
@@ -146,7 +155,7 @@ def make_plan(
         )
     if spec.seed is None:
         spec = spec.with_seed(secrets.randbelow(2**31))
-    plan = StreamPlan(spec=spec, source=source, limits=limits)
+    plan = StreamPlan(spec=spec, source=source, limits=limits, on_skip=on_skip)
     if plan.samples == 0:
         raise PlanError(
             "shard",

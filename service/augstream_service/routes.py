@@ -60,6 +60,7 @@ def server_info(state: State) -> dict[str, Any]:
             "max_streams_per_key": settings.max_streams_per_key,
         },
         "active_streams": state.slots.active,
+        "skipped_samples": dict(state.skipped_samples),
     }
 
 
@@ -117,7 +118,9 @@ def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, A
 async def stream(
     state: State, spec: Annotated[StreamSpec, Body()], request: Request
 ) -> FrameStreamResponse:
-    plan = await run_in_threadpool(make_plan, spec, state.catalog, state.uploads, state.limits)
+    plan = await run_in_threadpool(
+        make_plan, spec, state.catalog, state.uploads, state.limits, state.count_skipped
+    )
     refusal = state.slots.refusal(request.state.owner)
     if refusal is not None:
         raise BusyError(*refusal)

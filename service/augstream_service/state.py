@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -30,7 +32,15 @@ class ServerState:
     api_keys: list[bytes] = field(default_factory=list)
     #: Set when the server is asked to stop: streams hand their clients over (go-away frames).
     draining: bool = False
+    #: Corrupt samples left out under a ``skip`` policy, per dataset, since the start.
+    skipped_samples: Counter[str] = field(default_factory=Counter)
+    _skip_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     executor: ThreadPoolExecutor | None = field(default=None)
+
+    def count_skipped(self, dataset: str, count: int) -> None:
+        """Record skipped samples (called from the worker threads)."""
+        with self._skip_lock:
+            self.skipped_samples[dataset] += count
 
     @property
     def pool(self) -> ThreadPoolExecutor:

@@ -59,9 +59,12 @@ class ServerProcess:
     """``augstream serve`` in its own process, on a fixed loopback port, to kill and restart;
     ``env`` adds settings (``AUGSTREAM_*``)."""
 
-    def __init__(self, *folders: Path, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, *folders: Path, port: int | None = None, log: Path | None = None, **env: str
+    ) -> None:
         self.folders = folders
         self.env = env
+        self.log = log
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -82,11 +85,17 @@ class ServerProcess:
             "--threads",
             "2",
             "--log-level",
-            "warning",
+            "info" if self.log else "warning",
         ]
+        output = self.log.open("ab") if self.log is not None else None
         self.process = subprocess.Popen(
-            command, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+            command,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            stdout=output,
+            stderr=output,
         )
+        if output is not None:
+            output.close()  # the child has its own copy
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -81,6 +81,8 @@ def test_skip_policy_leaves_out_exactly_the_corrupt_images(
     for batch in got:
         assert batch.y is not None
         assert len(batch.x) == len(batch.sample_ids) == len(batch.y)
+    with Client(url) as client:
+        assert client.server_info().skipped_samples["lenient"] >= 2 * len(wrong)
     counts.update(samples=len(listing.files), skipped_per_epoch=len(wrong), epochs=2)
 
 
