@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 from pathlib import Path
@@ -118,5 +119,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     app = create_app(settings, catalog)
     # On SIGTERM streams end with go-away frames; their clients resume elsewhere.
-    DrainingServer(server_config(app, args.host, args.port, args.log_level)).run()
+    # uvicorn re-raises the Ctrl-C it handled as KeyboardInterrupt: that was a clean stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        DrainingServer(server_config(app, args.host, args.port, args.log_level)).run()
     return 0
