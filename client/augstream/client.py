@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from typing import Any
 
 import httpx
 
-from ._exceptions import TooLargeError
+from ._exceptions import BusyError, TooLargeError
 from ._http import error_from_response
 from ._npy import encode_npy
 from .info import DatasetInfo, FileListing, ServerInfo
@@ -93,18 +94,24 @@ class Client:
                 status=413,
                 kind="too_large",
             )
-        response = self._http.put(
-            f"/v1/arrays/{payload.digest}",
-            content=payload.chunks(),
-            headers={
-                **self._headers,
-                "Content-Type": "application/octet-stream",
-                "Content-Length": str(payload.nbytes),
-            },
-        )
-        if response.status_code not in (200, 201):
-            raise error_from_response(response)
-        return payload.digest
+        headers = {
+            **self._headers,
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(payload.nbytes),
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self._http.put(
+                f"/v1/arrays/{payload.digest}", content=payload.chunks(), headers=headers
+            )
+            if response.status_code in (200, 201):
+                return payload.digest
+            error = error_from_response(response)
+            # The server receives a few uploads at a time; wait for a turn, as streams do.
+            if not isinstance(error, BusyError) or attempt > self._retry.attempts:
+                raise error
+            time.sleep(self._retry.delay(attempt, error))
 
     def datasets(self) -> list[DatasetInfo]:
         """The datasets the server offers."""

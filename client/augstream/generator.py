@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import secrets
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._dataframe import encode_rows
+from ._dataframe import check_label_types, encode_rows, file_names
+from ._exceptions import InvalidSpecError
 from .client import Client
 from .spec import StreamSpec
 
@@ -313,17 +314,42 @@ class ImageDataGenerator:
                 f"relative to it); got {directory!r}"
             )
         mode = "none" if class_mode is None else class_mode
+        names = file_names(dataframe, x_col)
+        check_label_types(dataframe, y_col, mode)
+        client = self._client()
+        files = client.upload(np.asarray(names, dtype=str))
+        valid: Sequence[int] = range(len(names))
+        if validate_filenames:
+            # Keras finds the classes among the rows whose files are valid; only the server
+            # can tell which those are.
+            try:
+                listing = client.files(
+                    dataset=directory,
+                    arrays={"filenames": files, "validate_filenames": True},
+                    class_mode="none",
+                )
+            except InvalidSpecError as exc:
+                raise ValueError(
+                    f"none of the {len(names)} files named in x_col={x_col!r} is an image of "
+                    f"dataset {directory!r} ({exc})"
+                ) from exc
+            valid = listing.rows or []
+        if validate_filenames and len(valid) < len(names):
+            warnings.warn(
+                f'Found {len(names) - len(valid)} invalid image filename(s) in x_col="{x_col}". '
+                "These filename(s) will be ignored.",
+                stacklevel=2,
+            )
         rows = encode_rows(
             dataframe,
-            x_col=x_col,
             y_col=y_col,
             weight_col=weight_col,
             classes=classes,
             class_mode=mode,
+            valid=valid,
         )
-        client = self._client()
         arrays: dict[str, Any] = {
-            "filenames": client.upload(np.asarray(rows.filenames, dtype=str)),
+            "filenames": files,
             "validate_filenames": validate_filenames,
             "y": [client.upload(y) for y in rows.ys],
         }
@@ -344,7 +370,7 @@ class ImageDataGenerator:
         )
         iterator = self._iterator(client, spec)
         kept = iterator.rows or []
-        iterator.filenames = [rows.filenames[r] for r in kept]
+        iterator.filenames = [names[r] for r in kept]
         iterator.filepaths = [f"{directory}/{name}" for name in iterator.filenames]
         iterator.classes = [rows.classes[r] for r in kept] if rows.classes else None
         targets = [y[kept] for y in rows.ys]

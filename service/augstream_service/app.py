@@ -7,15 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import cv2
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from . import __version__
-from .auth import require_key
+from .auth import KeyCheck
 from .catalog import Catalog
 from .errors import install_error_handlers
 from .pipeline import Limits
 from .producer import StreamSlots
-from .routes import health_router, router
+from .routes import router
 from .settings import Settings
 from .state import ServerState
 from .uploads import UploadStore
@@ -66,6 +66,6 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     app.state.augstream = state
     install_error_handlers(app)
-    app.include_router(health_router)
-    app.include_router(router, dependencies=[Depends(require_key)])
+    app.include_router(router)
+    app.add_middleware(KeyCheck, keys=state.api_keys)
     return app

@@ -1,43 +1,89 @@
-"""Optional API keys: ``Authorization: Bearer <key>`` on every ``/v1`` request.
+"""Optional API keys, checked before a request's body is read.
 
-Keys are compared in constant time, all of them every time, so neither the time taken nor an
-early exit tells a caller how close a guess was. Health checks need no key.
+With keys, every request needs ``Authorization: Bearer <key>`` except the health check and the
+API's reference (``/docs``, ``/openapi.json``: they show no data). Keys are compared in
+constant time, all of them every time, so neither the time taken nor an early exit tells a
+caller how close a guess was. The check is ASGI middleware, ahead of FastAPI's body parsing,
+so a caller without a key cannot make the server read a large body; for the same reason the
+JSON bodies of POST requests (specs of a few hundred bytes) are capped.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 
-from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["AuthError", "require_key"]
+__all__ = ["MAX_JSON_BYTES", "OPEN_PATHS", "KeyCheck"]
+
+#: Paths anyone may read: liveness and the API reference.
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: A stream spec is a few hundred bytes; a POST body this large is not one.
+MAX_JSON_BYTES = 1 << 20
+_BEARER = [(b"www-authenticate", b"Bearer")]
 
 
-class AuthError(Exception):
-    """A request without a valid API key on a server that has keys."""
-
-
-def _match(token: str, keys: list[bytes]) -> int | None:
+def _match(token: bytes, keys: list[bytes]) -> int | None:
     """The index of the key equal to ``token``, comparing against every key every time."""
-    candidate = token.encode()
     found = None
     for index, key in enumerate(keys):
-        if hmac.compare_digest(candidate, key):
+        if hmac.compare_digest(token, key):
             found = index
     return found
 
 
-async def require_key(request: Request) -> None:
-    """FastAPI dependency: pass when the server has no keys or the request carries one, and
-    record who asks (``request.state.owner``: the key's number, or the client's address)."""
-    keys: list[bytes] = request.app.state.augstream.api_keys
-    if not keys:
-        request.state.owner = f"address {request.client.host if request.client else '?'}"
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise AuthError("this server needs an API key: send 'Authorization: Bearer <key>'")
-    index = _match(token.strip(), keys)
-    if index is None:
-        raise AuthError("the API key is not valid on this server")
-    request.state.owner = f"key {index}"  # never the key itself: owners appear in logs
+async def _refuse(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps({"message": message, "detail": message}).encode()
+    start = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": start + (headers or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class KeyCheck:
+    """ASGI middleware: the key check, the caller's identity for quotas in
+    ``scope["state"]["owner"]`` (the key's number, never the key; or the client's address),
+    and the POST body cap."""
+
+    def __init__(self, app: ASGIApp, keys: list[bytes]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        state = scope.setdefault("state", {})
+        if self.keys:
+            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not token.strip():
+                message = "this server needs an API key: send 'Authorization: Bearer <key>'"
+                await _refuse(send, 401, message, _BEARER)
+                return
+            index = _match(token.strip(), self.keys)
+            if index is None:
+                await _refuse(send, 401, "the API key is not valid on this server", _BEARER)
+                return
+            state["owner"] = f"key {index}"
+        else:
+            client = scope.get("client")
+            state["owner"] = f"address {client[0] if client else '?'}"
+        if scope["method"] == "POST":
+            length = headers.get(b"content-length", b"")
+            if not length.isdigit():
+                await _refuse(send, 411, "send the spec with a Content-Length header")
+                return
+            if int(length) > MAX_JSON_BYTES:
+                await _refuse(
+                    send,
+                    413,
+                    f"a {int(length)}-byte body is too large for a spec "
+                    f"(at most {MAX_JSON_BYTES} bytes)",
+                )
+                return
+        await self.app(scope, receive, send)

@@ -13,10 +13,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .auth import AuthError
 from .catalog import DatasetUnavailableError, UnknownDatasetError
 from .pipeline import PlanError
-from .uploads import UnknownArrayError, UploadError, UploadTooLargeError
+from .uploads import UnknownArrayError, UploadError, UploadsBusyError, UploadTooLargeError
 
 __all__ = ["BusyError", "install_error_handlers"]
 
@@ -61,12 +60,10 @@ async def _unknown(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _upload(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, UploadsBusyError):
+        return _plain(429, str(exc), {"Retry-After": "1"})
     status = 413 if isinstance(exc, UploadTooLargeError) else 422
     return _plain(status, f"upload refused: {exc}")
-
-
-async def _auth(_: Request, exc: Exception) -> JSONResponse:
-    return _plain(401, str(exc), {"WWW-Authenticate": "Bearer"})
 
 
 async def _busy(_: Request, exc: Exception) -> JSONResponse:
@@ -86,5 +83,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownArrayError, _unknown)
     app.add_exception_handler(UploadError, _upload)
     app.add_exception_handler(BusyError, _busy)
-    app.add_exception_handler(AuthError, _auth)
     app.add_exception_handler(DatasetUnavailableError, _unavailable)

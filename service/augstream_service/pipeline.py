@@ -6,6 +6,7 @@ reproducible, resumable and shardable; the server runs it on its own thread pool
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,18 @@ def make_plan(
             f"{limits.max_batch_bytes} bytes per batch: lower batch_size or target_size",
         )
     source = resolve_samples(spec, catalog, uploads, limits)
+    # Uploaded labels can be large per row (raw or multi-output targets): they count too.
+    label_bytes = spec.batch_size * sum(
+        np.dtype(entry["dtype"]).itemsize * math.prod(entry["shape"][1:])
+        for entry in source.label_arrays().values()
+    )
+    if nbytes + label_bytes > limits.max_batch_bytes:
+        raise PlanError(
+            "batch_size",
+            f"a batch of {spec.batch_size} images and their labels is "
+            f"{nbytes + label_bytes} bytes; this server allows at most "
+            f"{limits.max_batch_bytes} bytes per batch: lower batch_size",
+        )
     if spec.class_mode == "binary" and len(source.class_names) != 2:
         raise PlanError(
             "class_mode",

@@ -19,11 +19,9 @@ from .producer import FrameStreamResponse, stream_frames
 from .samples import resolve_samples
 from .state import State
 
-__all__ = ["health_router", "router"]
+__all__ = ["router"]
 
-#: Routes open to anyone (load balancers, orchestrators).
-health_router = APIRouter()
-#: Everything else; the app puts the API-key check in front of these.
+#: All routes; with API keys, all but /healthz sit behind ``auth.KeyCheck``.
 router = APIRouter()
 
 
@@ -38,7 +36,7 @@ def _info(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-@health_router.get("/healthz", summary="Liveness check (needs no key)")
+@router.get("/healthz", summary="Liveness check (needs no key)")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 

@@ -234,6 +234,8 @@ def resolve_samples(
         dataset = catalog.get(spec.dataset)
         return FolderSamples(dataset, resolve_listing(spec, dataset), spec, limits)
     source = store.load(arrays.x or arrays.filenames or "")
+    if source.ndim == 0:
+        raise PlanError("arrays", "expected an array of rows, got a scalar")
     count = len(source)
     ys = [_rows_of(store.load(d), count, f"arrays.y[{i}]") for i, d in enumerate(arrays.y)]
     weights = None
@@ -253,6 +255,11 @@ def resolve_samples(
         dataset = catalog.get(spec.dataset)
         rows = _check_filenames(dataset, source, validate=arrays.validate_filenames)
         files = (dataset, source, limits)
+    if spec.class_mode in ("categorical", "binary", "sparse"):
+        # A row without a label among the classes (index -1, or an empty multi-hot row) is
+        # left out, as Keras drops the rows whose labels are not in ``classes``.
+        labelled = ys[0][rows] >= 0 if ys[0].ndim == 1 else ys[0][rows].any(axis=1)
+        rows = rows[labelled]
     if spec.subset is not None:
         # Keras splits rows (not classes): the first fraction is the validation subset.
         cut = int(spec.validation_split * len(rows))
@@ -290,10 +297,11 @@ def _check_labels(spec: StreamSpec, ys: list[Array]) -> None:
             f"class_mode={mode!r} needs one integer class index per "
             f"row, got {y.dtype} of shape {y.shape}",
         )
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+    if len(y) and (int(y.min()) < -1 or int(y.max()) >= classes):
         raise PlanError(
             "arrays.y",
-            f"class indices must lie in [0, {classes}), got [{int(y.min())}, {int(y.max())}]",
+            f"class indices must lie in [0, {classes}) (or be -1: no label), got "
+            f"[{int(y.min())}, {int(y.max())}]",
         )
 
 
@@ -339,6 +347,10 @@ def _check_filenames(dataset: Dataset, names: Array, *, validate: bool) -> Array
             keep.append(row)
             continue
         path = Path(root, name)
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and inside_root(path, root):
+        try:
+            usable = path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+        except OSError:  # a name too long for the file system, say: not a file here
+            usable = False
+        if usable and inside_root(path, root):
             keep.append(row)
     return np.asarray(keep, dtype=np.int64)

@@ -7,11 +7,14 @@ stream over a large upload costs page cache, not process memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import math
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,13 +26,28 @@ from starlette.concurrency import run_in_threadpool
 
 from augstream._npy import UPLOAD_KINDS
 
-__all__ = ["ArrayInfo", "UploadError", "UploadStore", "UploadTooLargeError", "UnknownArrayError"]
+__all__ = [
+    "MAX_CONCURRENT_UPLOADS",
+    "ArrayInfo",
+    "UnknownArrayError",
+    "UploadError",
+    "UploadStore",
+    "UploadTooLargeError",
+    "UploadsBusyError",
+]
 
 log = logging.getLogger("augstream.uploads")
 
 Array = np.ndarray[Any, Any]
 _WRITE_BLOCK = 4 << 20
 _OPEN_ARRAYS = 64
+_MAX_DIMS = 8
+#: Uploads received at once; more wait (429) rather than fill the disk in parallel.
+MAX_CONCURRENT_UPLOADS = 4
+#: How often a use refreshes an array's place in the eviction order (seconds).
+_TOUCH_EVERY_S = 10.0
+#: Leftovers of uploads cut off by a crash are removed once they are this old (seconds).
+_STALE_INCOMING_S = 3600.0
 
 
 class UploadError(ValueError):
@@ -38,6 +56,10 @@ class UploadError(ValueError):
 
 class UploadTooLargeError(UploadError):
     """An upload is larger than the server accepts."""
+
+
+class UploadsBusyError(UploadError):
+    """Too many uploads are being received at once; retry shortly."""
 
 
 class UnknownArrayError(LookupError):
@@ -86,9 +108,16 @@ def _read_header(path: Path) -> tuple[np.dtype[Any], tuple[int, ...], int]:
         offset = handle.tell()
     if fortran:
         raise UploadError("Fortran-ordered arrays are not accepted: send C order")
-    if dtype.kind not in UPLOAD_KINDS or dtype.fields is not None:
+    if dtype.kind not in UPLOAD_KINDS or dtype.fields is not None or dtype.itemsize == 0:
         raise UploadError(f"dtype {dtype} is not accepted: numbers, booleans or text only")
-    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if not 1 <= len(shape) <= _MAX_DIMS:
+        raise UploadError(
+            f"expected an array of rows with 1 to {_MAX_DIMS} dimensions, got shape {shape}"
+        )
+    count = math.prod(shape)  # Python ints: a huge shape cannot wrap around to a small size
+    if shape[0] and not count:
+        raise UploadError(f"the rows of shape {shape} hold no data")
+    expected = offset + count * dtype.itemsize
     actual = path.stat().st_size
     if actual != expected:
         raise UploadError(
@@ -105,7 +134,23 @@ class UploadStore:
         self.max_upload_bytes = max_upload_bytes
         self.max_total_bytes = max_total_bytes
         self._open: OrderedDict[str, Array] = OrderedDict()
+        self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Making room and moving an upload in happen as one step, so parallel uploads cannot
+        # together overshoot the budget.
+        self._commit_lock = threading.Lock()
+        self._receiving = 0  # touched only from the event loop
+        self._remove_stale_incoming()
+
+    def _remove_stale_incoming(self) -> None:
+        # Replicas may share the folder: only leftovers far older than any upload go.
+        if not self.root.is_dir():
+            return
+        cutoff = time.time() - _STALE_INCOMING_S
+        for entry in os.scandir(self.root):
+            with contextlib.suppress(OSError):
+                if entry.name.startswith(".incoming-") and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
 
     def _path(self, digest: str) -> Path:
         return self.root / f"{digest}.npy"
@@ -122,27 +167,57 @@ class UploadStore:
     def load(self, digest: str) -> Array:
         """The array ``digest``, memory-mapped read-only (opened once, then reused)."""
         with self._lock:
-            if digest in self._open:
+            array = self._open.get(digest)
+            if array is not None:
                 self._open.move_to_end(digest)
-                return self._open[digest]
+        if array is None:
+            array = self._open_file(digest)
+            with self._lock:
+                self._open[digest] = array
+                while len(self._open) > _OPEN_ARRAYS:
+                    self._open.popitem(last=False)
+        self._touch(digest)
+        return array
+
+    def _open_file(self, digest: str) -> Array:
         path = self._path(digest)
         try:
-            array: Array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
+            try:
+                array: Array = np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError:  # an empty array cannot be memory-mapped
+                array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):  # gone (evicted), or unreadable: not usable here
             raise UnknownArrayError(digest) from None
-        except ValueError:  # an empty array cannot be memory-mapped
-            array = np.load(path, allow_pickle=False)
-        os.utime(path)  # eviction goes by last use
-        with self._lock:
-            self._open[digest] = array
-            while len(self._open) > _OPEN_ARRAYS:
-                self._open.popitem(last=False)
         return array
+
+    def _touch(self, digest: str) -> None:
+        """Eviction goes by last use: refresh the file's time now and then."""
+        now = time.monotonic()
+        if now - self._touched.get(digest, -_TOUCH_EVERY_S) < _TOUCH_EVERY_S:
+            return
+        try:
+            os.utime(self._path(digest))
+        except FileNotFoundError:
+            with self._lock:
+                self._open.pop(digest, None)
+            raise UnknownArrayError(digest) from None
+        self._touched[digest] = now
 
     async def put(self, digest: str, body: AsyncIterator[bytes], length: int | None) -> ArrayInfo:
         """Store an upload that claims to be ``digest``; checked for size, hash and format."""
         if length is not None and length > self.max_upload_bytes:
             raise UploadTooLargeError(self._too_large(length))
+        if self._receiving >= MAX_CONCURRENT_UPLOADS:
+            raise UploadsBusyError(
+                f"{MAX_CONCURRENT_UPLOADS} uploads are being received already; retry shortly"
+            )
+        self._receiving += 1
+        try:
+            return await self._receive(digest, body)
+        finally:
+            self._receiving -= 1
+
+    async def _receive(self, digest: str, body: AsyncIterator[bytes]) -> ArrayInfo:
         self.root.mkdir(parents=True, exist_ok=True)
         incoming = self.root / f".incoming-{secrets.token_hex(8)}"
         hasher = hashlib.sha256()
@@ -167,8 +242,7 @@ class UploadStore:
                     f"the upload's SHA-256 is {hasher.hexdigest()}, not the {digest} it was sent as"
                 )
             dtype, shape, _ = await run_in_threadpool(_read_header, incoming)
-            await run_in_threadpool(self._make_room, size)
-            os.replace(incoming, self._path(digest))
+            await run_in_threadpool(self._commit, incoming, digest, size)
         finally:
             incoming.unlink(missing_ok=True)
         log.info("stored array %s (%s %s, %d bytes)", digest[:16], dtype, shape, size)
@@ -181,13 +255,21 @@ class UploadStore:
             f"{self.max_upload_bytes} bytes"
         )
 
+    def _commit(self, incoming: Path, digest: str, size: int) -> None:
+        with self._commit_lock:
+            self._make_room(size)
+            os.replace(incoming, self._path(digest))
+        self._touched.pop(digest, None)
+
     def _make_room(self, incoming: int) -> None:
         """Evict the least recently used arrays until ``incoming`` more bytes fit."""
-        stored = sorted(
-            (entry.stat().st_mtime, entry.stat().st_size, Path(entry.path))
-            for entry in os.scandir(self.root)
-            if entry.name.endswith(".npy")
-        )
+        stored = []
+        for entry in os.scandir(self.root):
+            if entry.name.endswith(".npy"):
+                with contextlib.suppress(FileNotFoundError):  # another replica evicted it
+                    stat = entry.stat()
+                    stored.append((stat.st_mtime, stat.st_size, Path(entry.path)))
+        stored.sort()
         total = sum(size for _, size, _ in stored)
         for _, size, path in stored:
             if total + incoming <= self.max_total_bytes:

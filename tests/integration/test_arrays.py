@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -25,6 +27,14 @@ LABELS = np.arange(37) % 4
 def npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    """A .npy file that is only a header: what a shape claims, with no data behind it."""
+    buffer = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
     return buffer.getvalue()
 
 
@@ -98,8 +108,22 @@ def test_too_large_uploads_get_413_and_the_server_keeps_serving(small_server: st
         (npy(np.arange(100))[:-8], None, "its header says"),
         (b"not an npy file at all", None, "not a .npy array"),
         (npy(np.asfortranarray(np.ones((3, 4)))), None, "Fortran"),
+        (npy_header("<U0", (10**8,)), None, "not accepted"),
+        (npy_header("|u1", (2**32, 2**32)), None, "its header says"),
+        (npy_header("<f4", (10**12, 0)), None, "hold no data"),
+        (npy(np.float32(3)), None, "1 to 8 dimensions"),
     ],
-    ids=["wrong-digest", "pickled-objects", "truncated", "garbage", "fortran"],
+    ids=[
+        "wrong-digest",
+        "pickled-objects",
+        "truncated",
+        "garbage",
+        "fortran",
+        "empty-items",
+        "wrapping-shape",
+        "empty-rows",
+        "scalar",
+    ],
 )
 def test_bad_uploads_get_422_naming_the_problem(
     server_url: str, body: bytes, digest: str | None, message: str
@@ -238,7 +262,23 @@ def test_label_kinds_over_rows(server_url: str) -> None:
                 **base,
             )
         )[0]
-        np.testing.assert_array_equal(categorical.y, multi_hot.astype(np.float32))
+        # The last row has no label among the classes: left out, as Keras drops such rows.
+        np.testing.assert_array_equal(categorical.y, multi_hot[:3].astype(np.float32))
+        sparse = read_all(
+            client.stream(
+                arrays={"filenames": files, "y": [client.upload(np.array([1, -1, 0, 1]))]},
+                classes=["a", "b"],
+                class_mode="sparse",
+                **base,
+            )
+        )[0]
+        assert client.files(
+            arrays={"filenames": files, "y": [client.upload(np.array([1, -1, 0, 1]))]},
+            classes=["a", "b"],
+            class_mode="sparse",
+            dataset="pets",
+        ).rows == [0, 2, 3]
+        np.testing.assert_array_equal(sparse.y, [1.0, 0.0, 1.0])
         outputs = [np.arange(4.0), np.arange(8).reshape(4, 2)]
         multi = read_all(
             client.stream(
@@ -263,3 +303,50 @@ def test_label_kinds_over_rows(server_url: str) -> None:
                 class_mode="raw",
                 **base,
             )
+
+
+def test_eviction_follows_use_not_upload_order(small_server: str) -> None:
+    with Client(small_server) as client:
+        hot = client.upload(np.full(700, 100, dtype=np.float32))
+        cold = client.upload(np.full(700, 101, dtype=np.float32))
+        time.sleep(1.1)  # file times have a resolution; make "later" unambiguous
+        assert httpx.get(f"{small_server}/v1/arrays/{hot}").status_code == 200  # a use
+        for i in range(2):
+            client.upload(np.full(700, 102 + i, dtype=np.float32))
+        assert httpx.get(f"{small_server}/v1/arrays/{hot}").status_code == 200
+        assert httpx.get(f"{small_server}/v1/arrays/{cold}").status_code == 404
+
+
+def test_parallel_uploads_stay_within_the_store_budget(small_server: str) -> None:
+    arrays = [np.full(700, 200 + i, dtype=np.float32) for i in range(12)]
+    with Client(small_server) as client, ThreadPoolExecutor(12) as pool:
+        names = list(pool.map(client.upload, arrays))
+        present = [httpx.get(f"{small_server}/v1/arrays/{n}").json() for n in names]
+    stored = sum(p["nbytes"] for p in present if "nbytes" in p)
+    assert 0 < stored <= 10_000  # the store's budget, whatever the interleaving
+
+
+def test_long_file_names_are_invalid_rows_not_errors(server_url: str) -> None:
+    with Client(server_url) as client:
+        names = np.asarray(["cat/000.png", "x" * 300 + ".png", "cat/" + "y" * 5000 + ".png"])
+        refs = {"filenames": client.upload(names), "validate_filenames": True}
+        assert client.files(dataset="pets", arrays=refs, class_mode="none").rows == [0]
+
+
+def test_bodies_of_callers_without_a_key_are_never_read(image_root: Path) -> None:
+    settings = Settings(datasets=[image_root], api_keys=["k"])
+    with BackgroundServer(create_app(settings)) as server:
+        big = b"{" + b" " * (64 << 20) + b"}"
+        response = httpx.post(
+            f"{server.url}/v1/files",
+            content=big,
+            timeout=60,
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 401
+        keyed = {"Authorization": "Bearer k", "content-type": "application/json"}
+        response = httpx.post(f"{server.url}/v1/files", content=big, headers=keyed, timeout=60)
+        assert response.status_code == 413 and "too large for a spec" in response.text
+        chunked = httpx.post(f"{server.url}/v1/files", content=iter([b"{}"]), headers=keyed)
+        assert chunked.status_code == 411
+        assert httpx.get(f"{server.url}/openapi.json").status_code == 200  # the reference

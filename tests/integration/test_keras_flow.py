@@ -229,3 +229,26 @@ def test_tf_dataset_over_rows_with_outputs_and_weights(url: str) -> None:
             assert (y0.dtype, y1.dtype, w_spec.dtype) == (tf.float64, tf.int32, tf.float32)
             assert y1.shape.as_list() == [None, 3]
             assert sum(int(x.shape[0]) for x, _, _ in dataset) == 3
+
+
+def test_dataframe_classes_come_from_valid_rows_in_the_given_order(url: str) -> None:
+    """Keras drops invalid files before it finds the classes, and keeps ``classes`` in the
+    order given."""
+    rows = pd.DataFrame(
+        {
+            "filename": ["dog/000.png", "cat/000.png", "cat/missing.png"],
+            "class": ["dog", "cat", "bird"],
+        }
+    )
+    generator = ImageDataGenerator(server=url)
+    found = generator.flow_from_dataframe(rows, "pair", target_size=(8, 8), shuffle=False)
+    assert found.class_indices == {"cat": 0, "dog": 1}  # no "bird": its only file is missing
+    _, y = found[0]
+    assert y.shape == (2, 2) and found.filenames == ["dog/000.png", "cat/000.png"]
+    ordered = generator.flow_from_dataframe(
+        rows, "pair", classes=["dog", "cat"], target_size=(8, 8), shuffle=False
+    )
+    assert ordered.class_indices == {"dog": 0, "cat": 1}
+    assert list(ordered.classes) == [0, 1]
+    found.close()
+    ordered.close()
