@@ -26,6 +26,7 @@ BIG = {
 }
 BIG_BATCH = 32 * 128 * 128 * 3 * 4
 PREFETCH = 4  # the server's default
+RATE = 64 << 10  # bytes per second
 
 
 def _open(port: int, spec: dict[str, Any]) -> socket.socket:
@@ -52,10 +53,12 @@ def test_a_slow_reader_costs_at_most_its_prefetch(
     peak, read = baseline, 0
     with _open(server.port, BIG) as sock:
         started = time.monotonic()
-        while time.monotonic() - started < 8.0:  # 64 KiB/s
-            read += len(sock.recv(16 << 10))
+        while (elapsed := time.monotonic() - started) < 8.0:
+            allowed = int(RATE * elapsed) - read  # keep to 64 KiB/s on average
+            if allowed > 0:
+                read += len(sock.recv(min(allowed, 16 << 10)))
             peak = max(peak, server.figures()["rss_mib"])
-            time.sleep(0.25 - (time.monotonic() - started) % 0.25)
+            time.sleep(0.05)
         assert server.active_streams() == 1  # slow, but not evicted
     bound = PREFETCH * BIG_BATCH // 2**20 + 16  # MiB: the prefetched batches and a margin
     counts.update(
