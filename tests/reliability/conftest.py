@@ -124,6 +124,14 @@ class ServerProcess:
         """Streams the server is running now."""
         return int(httpx.get(f"{self.url}/v1/server", timeout=10).json()["active_streams"])
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no stream runs: a producer notices its client left once its current
+        batch is done."""
+        deadline = time.monotonic() + timeout
+        while self.active_streams() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.active_streams() == 0, "producers still running after their clients left"
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.process is not None
         self.process.send_signal(sig)

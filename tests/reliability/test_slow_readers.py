@@ -48,7 +48,8 @@ def test_a_slow_reader_costs_at_most_its_prefetch(
     with Client(server.url) as client, client.stream(**{**BIG, "seed": 1}) as stream:
         for _ in range(8):  # warm up with the same batch shape
             stream.next_batch(timeout=60)
-    time.sleep(1.0)
+    server.wait_idle()
+    time.sleep(0.5)
     baseline = server.figures()["rss_mib"]
     peak, read = baseline, 0
     with _open(server.port, BIG) as sock:
