@@ -15,6 +15,7 @@ from .catalog import Catalog
 from .errors import install_error_handlers
 from .pipeline import Limits
 from .producer import StreamSlots
+from .reader import ImageReader
 from .routes import router
 from .settings import Settings
 from .state import ServerState
@@ -31,7 +32,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         catalog=catalog
         if catalog is not None
         else Catalog.from_folders(
-            settings.datasets, settings.on_corrupt, settings.on_corrupt_by_dataset
+            settings.datasets,
+            settings.on_corrupt,
+            settings.on_corrupt_by_dataset,
+            settings.catalog,
         ),
         slots=StreamSlots(settings.max_streams, settings.max_streams_per_key),
         limits=Limits(
@@ -44,6 +48,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             max_upload_bytes=settings.max_upload_bytes,
             max_total_bytes=settings.upload_store_bytes,
         ),
+        reader=ImageReader(settings.byte_cache_bytes, settings.image_cache_bytes),
         api_keys=[key.get_secret_value().encode() for key in settings.api_keys],
     )
 

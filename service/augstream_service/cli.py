@@ -1,4 +1,5 @@
-"""``augstream serve``: serve folders of images (and arrays clients upload)."""
+"""``augstream serve``: serve folders of images, the datasets of a config file (buckets, web
+servers), and arrays clients upload."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="a folder of images (class subfolders for flow_from_directory); each becomes a "
         "dataset named after the folder. With none, the server streams uploaded arrays only",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a TOML file of settings and datasets ([catalog.NAME] tables: url, layout, "
+        "manifest, storage_options...); AUGSTREAM_* variables and options here win",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -76,7 +85,7 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .catalog import Catalog
     from .server import DrainingServer, server_config
-    from .settings import Settings
+    from .settings import load_settings
 
     overrides = {
         key: value
@@ -96,19 +105,29 @@ def serve(args: argparse.Namespace) -> int:
         overrides["api_keys"] = [line.strip() for line in lines if line.strip()]
         if not overrides["api_keys"]:
             raise SystemExit(f"augstream serve: {str(args.api_key_file)!r} holds no keys")
+    if args.folders:
+        overrides["datasets"] = args.folders
     try:
-        settings = Settings(datasets=args.folders, **overrides)
+        settings = load_settings(args.config, **overrides)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'--' if e['loc'][0] in overrides else ''}{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            for e in exc.errors()
+        )
         raise SystemExit(f"augstream serve: {problems}") from None
+    except ValueError as exc:
+        raise SystemExit(f"augstream serve: --config: {exc}") from None
     for folder in settings.datasets:
         if not folder.is_dir():
             raise SystemExit(f"augstream serve: {str(folder)!r} is not a folder")
     try:
         catalog = Catalog.from_folders(
-            settings.datasets, settings.on_corrupt, settings.on_corrupt_by_dataset
+            settings.datasets,
+            settings.on_corrupt,
+            settings.on_corrupt_by_dataset,
+            settings.catalog,
         )
-    except ValueError as exc:  # two folders with one name, or a name clients cannot use
+    except ValueError as exc:  # two datasets with one name, a name clients cannot use...
         raise SystemExit(f"augstream serve: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if not settings.api_keys and not _loopback(args.host):

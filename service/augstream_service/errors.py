@@ -72,6 +72,10 @@ async def _busy(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DatasetUnavailableError) and not exc.transient:
+        # The store answered, and the answer was no: retrying will not help until the
+        # operator fixes the dataset, so the client is told at once.
+        return _plain(502, str(exc))
     return _plain(503, str(exc), {"Retry-After": "5"})
 
 

@@ -22,6 +22,7 @@ from .augment import apply, sample
 from .batching import allocate_images, batch_nbytes
 from .catalog import Catalog
 from .limits import Limits
+from .reader import ImageReader
 from .samples import PlanError, SampleError, Samples, resolve_samples
 from .uploads import UploadStore
 
@@ -106,14 +107,13 @@ class StreamPlan:
         x = allocate_images(len(ids), spec)
         kept: list[int] = []
         skipped: list[tuple[int, str]] = []
-        for sample_id in ids.tolist():
-            try:
-                image = self.source.image(sample_id)
-            except SampleError as exc:
+        wanted = ids.tolist()
+        for sample_id, image in zip(wanted, self.source.images(wanted), strict=True):
+            if isinstance(image, SampleError):
                 if self.source.on_corrupt == "skip":
-                    skipped.append((sample_id, str(exc)))
+                    skipped.append((sample_id, str(image)))
                     continue
-                raise SampleError(f"sample {sample_id} {exc}") from exc
+                raise SampleError(f"sample {sample_id} {image}") from image
             params = sample(sampling.sample_rng(seed, epoch, sample_id), spec, image.shape)
             apply(image, params, spec, x[len(kept)])
             kept.append(sample_id)
@@ -136,6 +136,7 @@ def make_plan(
     catalog: Catalog,
     uploads: UploadStore,
     limits: Limits,
+    reader: ImageReader,
     on_skip: Callable[[str, int], None] | None = None,
 ) -> StreamPlan:
     """Check ``spec`` against what it reads and the server's limits; fix the seed if unset."""
@@ -147,7 +148,7 @@ def make_plan(
             f"{spec.output_dtype} is {nbytes} bytes; this server allows at most "
             f"{limits.max_batch_bytes} bytes per batch: lower batch_size or target_size",
         )
-    source = resolve_samples(spec, catalog, uploads, limits)
+    source = resolve_samples(spec, catalog, uploads, limits, reader)
     # Uploaded labels can be large per row (raw or multi-output targets): they count too.
     label_bytes = spec.batch_size * sum(
         np.dtype(entry["dtype"]).itemsize * math.prod(entry["shape"][1:])

@@ -77,6 +77,20 @@ def get_dataset(name: str, state: State) -> dict[str, Any]:
     return _info(state.catalog.get(name))
 
 
+@router.post(
+    "/v1/datasets/{name}/refresh",
+    summary="List a dataset again (new and replaced files are seen; running streams keep theirs)",
+)
+def refresh_dataset(name: str, state: State) -> dict[str, Any]:
+    state.catalog.get(name).refresh()
+    return _info(state.catalog.get(name))
+
+
+@router.get("/v1/cache", summary="Decodes, store reads, and the shared caches' hits and misses")
+def cache_figures(state: State) -> dict[str, Any]:
+    return state.reader.figures()
+
+
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the .npy bytes")]
 
 
@@ -100,7 +114,7 @@ async def upload_array(state: State, digest: Digest, request: Request) -> dict[s
 
 @router.post("/v1/files", summary="The files and labels a spec streams from, in sample-id order")
 def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, Any]:
-    source = resolve_samples(spec, state.catalog, state.uploads, state.limits)
+    source = resolve_samples(spec, state.catalog, state.uploads, state.limits, state.reader)
     return {
         "class_indices": {name: i for i, name in enumerate(source.class_names)},
         **source.listing(),
@@ -117,7 +131,13 @@ async def stream(
     state: State, spec: Annotated[StreamSpec, Body()], request: Request
 ) -> FrameStreamResponse:
     plan = await run_in_threadpool(
-        make_plan, spec, state.catalog, state.uploads, state.limits, state.count_skipped
+        make_plan,
+        spec,
+        state.catalog,
+        state.uploads,
+        state.limits,
+        state.reader,
+        state.count_skipped,
     )
     refusal = state.slots.refusal(request.state.owner)
     if refusal is not None:

@@ -7,8 +7,8 @@ id, as the pipeline needs.
 
 from __future__ import annotations
 
+import posixpath
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,16 +17,9 @@ from augstream.spec import StreamSpec
 
 from .batching import make_labels
 from .catalog import Catalog, CorruptPolicy, Dataset
-from .decode import DecodeError, decode_image
 from .limits import Limits
-from .sources import (
-    IMAGE_EXTENSIONS,
-    Listing,
-    SourceError,
-    inside_root,
-    read_file,
-    refuse_relative,
-)
+from .reader import ImageReader, SampleError
+from .sources import IMAGE_EXTENSIONS, Listing, refuse_relative
 from .uploads import UploadStore
 
 __all__ = [
@@ -51,10 +44,6 @@ class PlanError(ValueError):
         self.message = message
 
 
-class SampleError(RuntimeError):
-    """One sample could not be read or decoded; names the sample and its file."""
-
-
 def _label_entry(dtype: Any, shape: tuple[int, ...]) -> dict[str, Any]:
     return {"dtype": np.dtype(dtype).name, "shape": [None, *shape]}
 
@@ -72,9 +61,9 @@ class Samples(ABC):
     def __len__(self) -> int: ...
 
     @abstractmethod
-    def image(self, sample_id: int) -> Array:
-        """Sample ``sample_id``'s image at the target size (uint8, or float for float
-        uploads), HxWxC."""
+    def images(self, ids: list[int]) -> list[Array | SampleError]:
+        """The samples' images at the target size (uint8, or float for float uploads),
+        HxWxC, or the error of each that could not be read or decoded."""
 
     @abstractmethod
     def labels(self, ids: Array) -> dict[str, Array]:
@@ -89,36 +78,20 @@ class Samples(ABC):
         """Files (where there are files), labels and upload rows, in sample-id order."""
 
 
-def _decode(dataset: Dataset, relative: str, spec: StreamSpec, limits: Limits) -> Array:
-    try:
-        data = read_file(dataset.root, relative, limits.max_file_bytes)
-        return decode_image(
-            data,
-            color_mode=spec.color_mode,
-            target_size=spec.target_size,
-            interpolation=spec.interpolation,
-            keep_aspect_ratio=spec.keep_aspect_ratio,
-            max_pixels=limits.max_image_pixels,
-        )
-    except (SourceError, DecodeError) as exc:
-        raise SampleError(f"({dataset.name}/{relative}): {exc}") from exc
-
-
 class FolderSamples(Samples):
     """A dataset's class folders, as ``flow_from_directory`` reads them."""
 
-    def __init__(self, dataset: Dataset, listing: Listing, spec: StreamSpec, limits: Limits):
+    def __init__(self, dataset: Dataset, listing: Listing, spec: StreamSpec, reader: _Files):
         self.name = dataset.name
         self.class_names = listing.class_names
         self.on_corrupt = dataset.on_corrupt
-        self._dataset, self._listing = dataset, listing
-        self._spec, self._limits = spec, limits
+        self._listing, self._spec, self._read = listing, spec, reader
 
     def __len__(self) -> int:
         return len(self._listing.files)
 
-    def image(self, sample_id: int) -> Array:
-        return _decode(self._dataset, self._listing.files[sample_id], self._spec, self._limits)
+    def images(self, ids: list[int]) -> list[Array | SampleError]:
+        return self._read([self._listing.files[i] for i in ids])
 
     def labels(self, ids: Array) -> dict[str, Array]:
         y = make_labels(self._spec.class_mode, self._listing.labels[ids], len(self.class_names))
@@ -145,7 +118,7 @@ class RowSamples(Samples):
         weights: Array | None,
         *,
         x: Array | None = None,
-        files: tuple[Dataset, Array, Limits] | None = None,
+        files: tuple[Dataset, Array, _Files] | None = None,
     ) -> None:
         self.class_names = tuple(spec.classes or ())
         self.name = files[0].name if files else "arrays"
@@ -157,15 +130,17 @@ class RowSamples(Samples):
     def __len__(self) -> int:
         return len(self._rows)
 
-    def image(self, sample_id: int) -> Array:
-        row = int(self._rows[sample_id])
+    def images(self, ids: list[int]) -> list[Array | SampleError]:
+        rows = self._rows[ids]
         if self._files is not None:
-            dataset, names, limits = self._files
-            return _decode(dataset, str(names[row]), self._spec, limits)
+            _, names, read = self._files
+            return read([str(names[row]) for row in rows])
         assert self._x is not None
-        image = np.array(self._x[row])
+        images = np.array(self._x[rows])
         # OpenCV warps uint8 and floats; every other kind becomes float32, as Keras makes it.
-        return image if image.dtype in (np.uint8, np.float32) else image.astype(np.float32)
+        if images.dtype not in (np.uint8, np.float32):
+            images = images.astype(np.float32)
+        return list(images)
 
     def labels(self, ids: Array) -> dict[str, Array]:
         rows = self._rows[ids]
@@ -224,15 +199,28 @@ def resolve_listing(spec: StreamSpec, dataset: Dataset) -> Listing:
     return listing
 
 
+class _Files:
+    """Reads files of one dataset for one spec through the server's reader."""
+
+    def __init__(
+        self, reader: ImageReader, dataset: Dataset, spec: StreamSpec, limits: Limits
+    ) -> None:
+        self.reader, self.dataset, self.spec, self.limits = reader, dataset, spec, limits
+
+    def __call__(self, relatives: list[str]) -> list[Array | SampleError]:
+        return self.reader.read(self.dataset, relatives, self.spec, self.limits)
+
+
 def resolve_samples(
-    spec: StreamSpec, catalog: Catalog, store: UploadStore, limits: Limits
+    spec: StreamSpec, catalog: Catalog, store: UploadStore, limits: Limits, reader: ImageReader
 ) -> Samples:
     """What ``spec`` reads, checked against the catalog and the uploaded arrays."""
     arrays = spec.arrays
     if arrays is None:
         assert spec.dataset is not None  # the spec's own validation guarantees it
         dataset = catalog.get(spec.dataset)
-        return FolderSamples(dataset, resolve_listing(spec, dataset), spec, limits)
+        read = _Files(reader, dataset, spec, limits)
+        return FolderSamples(dataset, resolve_listing(spec, dataset), spec, read)
     source = store.load(arrays.x or arrays.filenames or "")
     if source.ndim == 0:
         raise PlanError("arrays", "expected an array of rows, got a scalar")
@@ -247,14 +235,14 @@ def resolve_samples(
             )
     _check_labels(spec, ys)
     rows = np.arange(count, dtype=np.int64)
-    files: tuple[Dataset, Array, Limits] | None = None
+    files: tuple[Dataset, Array, _Files] | None = None
     if arrays.x is not None:
         _check_images(spec, source)
     else:
         assert spec.dataset is not None
         dataset = catalog.get(spec.dataset)
         rows = _check_filenames(dataset, source, validate=arrays.validate_filenames)
-        files = (dataset, source, limits)
+        files = (dataset, source, _Files(reader, dataset, spec, limits))
     if spec.class_mode in ("categorical", "binary", "sparse"):
         # A row without a label among the classes (index -1, or an empty multi-hot row) is
         # left out, as Keras drops the rows whose labels are not in ``classes``.
@@ -337,20 +325,25 @@ def _check_filenames(dataset: Dataset, names: Array, *, validate: bool) -> Array
             "arrays.filenames",
             f"expected one file name per row as text, got {names.dtype} of shape {names.shape}",
         )
+    listed: frozenset[str] | None = None
+    if validate:
+        # The dataset's cached list of files answers most names at once.
+        listed = dataset.all_files()
     keep: list[int] = []
-    root = dataset.root.resolve()
+    unknown: list[int] = []
     for row, name in enumerate(names.tolist()):
         problem = refuse_relative(name)
         if problem is not None:
             raise PlanError("arrays.filenames", f"row {row}: {problem}")
         if not validate:
             keep.append(row)
+        elif posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
             continue
-        path = Path(root, name)
-        try:
-            usable = path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
-        except OSError:  # a name too long for the file system, say: not a file here
-            usable = False
-        if usable and inside_root(path, root):
+        elif listed is not None and name in listed:
             keep.append(row)
+        else:  # not listed (yet): the store has the last word
+            unknown.append(row)
+    if unknown:
+        present = dataset.store.exist([str(names[row]) for row in unknown])
+        keep = sorted(keep + [row for row, ok in zip(unknown, present, strict=True) if ok])
     return np.asarray(keep, dtype=np.int64)

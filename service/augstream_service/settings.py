@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
+from .catalog import DatasetConfig
 from .limits import DEFAULT_MAX_IMAGE_PIXELS
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "load_settings"]
 
 
 def _default_upload_dir() -> Path:
@@ -26,11 +33,18 @@ def _default_threads() -> int:
 class Settings(BaseSettings):
     """Everything the server can be told. Built once and passed to ``create_app``."""
 
-    model_config = SettingsConfigDict(env_prefix="AUGSTREAM_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="AUGSTREAM_", env_nested_delimiter="__", extra="forbid"
+    )
 
     datasets: list[Path] = Field(
         default_factory=list, description="Folders to serve, one dataset each"
     )
+    #: Datasets by name: stores (folders, buckets, web servers) with their options.
+    catalog: dict[str, DatasetConfig] = Field(default_factory=dict)
+    #: Shared by every stream: files' bytes, and decoded images at their target size.
+    byte_cache_bytes: Annotated[int, Field(ge=0)] = 256 << 20
+    image_cache_bytes: Annotated[int, Field(ge=0)] = 1 << 30
     threads: Annotated[int, Field(ge=1, le=256)] = Field(default_factory=_default_threads)
     prefetch: Annotated[int, Field(ge=1, le=64)] = 4
     max_streams: Annotated[int, Field(ge=1)] = 64
@@ -67,3 +81,34 @@ class Settings(BaseSettings):
                 f"upload_store_bytes ({self.upload_store_bytes})"
             )
         return self
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from, highest first: ``overrides``, ``AUGSTREAM_*`` environment variables,
+    the TOML file ``config`` (whose keys are the settings' names; datasets go in
+    ``[catalog.NAME]`` tables). Relative paths are relative to the working directory."""
+    if config is None:
+        return Settings(**overrides)
+    try:
+        with config.open("rb") as handle:
+            tomllib.load(handle)  # for a clear message; pydantic-settings reads it again
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(config)!r}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{str(config)!r} is not valid TOML: {exc}") from None
+
+    class FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    return FromFile(**overrides)

@@ -1,34 +1,39 @@
-"""Find a dataset's images and read their bytes (local folders for now).
+"""List a dataset's images and their labels, in one of two layouts.
 
-The layout is ``flow_from_directory``'s: one subfolder per class, class names sorted,
-files found by walking each class folder in sorted order.
+- ``folders``: ``flow_from_directory``'s: one subfolder per class, class names sorted, files
+  sorted folder by folder within each class.
+- ``manifest``: a CSV or JSON Lines file with a path column (relative to the manifest) and a
+  label column; the only layout for web servers, which cannot be listed.
 """
 
 from __future__ import annotations
 
-import os
+import csv
+import io
+import json
+import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .stores import SourceError, Store, refuse_relative
+
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_MANIFEST_BYTES",
     "Listing",
     "SourceError",
     "list_class_folders",
-    "inside_root",
-    "read_file",
+    "list_manifest",
     "refuse_relative",
 ]
 
 #: Keras' list plus WebP, compared case-insensitively.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
 
-
-class SourceError(OSError):
-    """A dataset file could not be listed or read."""
+#: A manifest of a million rows fits; a runaway file does not.
+MAX_MANIFEST_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -77,73 +82,87 @@ class Listing:
         )
 
 
-def inside_root(path: Path, root: Path) -> bool:
-    """Whether ``path``, symlinks followed, lies inside the resolved ``root``."""
-    try:
-        path.resolve().relative_to(root)
-    except ValueError:
-        return False
-    return True
+def _is_image(relative: str) -> bool:
+    return posixpath.splitext(relative)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_class_folders(root: Path) -> Listing:
-    """List ``root``'s class subfolders and their images (symlinks leaving ``root`` ignored)."""
-    root = root.resolve()
-    if not root.is_dir():
-        raise SourceError(f"dataset folder {str(root)!r} does not exist or is not a folder")
-    classes = sorted(
-        entry.name
-        for entry in os.scandir(root)
-        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
-    )
+def list_class_folders(store: Store) -> Listing:
+    """The store's class subfolders and their images, in Keras' order."""
     files: list[str] = []
     labels: list[int] = []
+    classes = store.folders()
     for label, name in enumerate(classes):
+        found = [f for f in store.files_below(name) if _is_image(f)]
         # Keras' order: folders sorted by their path string, files sorted within each.
-        for dirpath, _, filenames in sorted(os.walk(root / name), key=lambda walked: walked[0]):
-            for filename in sorted(filenames):
-                path = Path(dirpath, filename)
-                if path.suffix.lower() in IMAGE_EXTENSIONS and inside_root(path, root):
-                    files.append(path.relative_to(root).as_posix())
-                    labels.append(label)
+        found.sort(key=lambda f: (posixpath.dirname(f), posixpath.basename(f)))
+        files += found
+        labels += [label] * len(found)
     return Listing(
         class_names=tuple(classes), files=tuple(files), labels=np.array(labels, dtype=np.int64)
     )
 
 
-def refuse_relative(name: str) -> str | None:
-    """Why ``name`` cannot name a file inside a dataset, or None when it can.
+def list_manifest(
+    store: Store, manifest: str, path_column: str = "path", label_column: str = "label"
+) -> Listing:
+    """The images a manifest names, class by class (class names sorted, as Keras sorts
+    folders; rows in the manifest's order within a class). Every named file must exist."""
+    rows = _manifest_rows(store.read(manifest, MAX_MANIFEST_BYTES), manifest)
+    base = posixpath.dirname(manifest)
+    files: list[str] = []
+    names: list[str] = []
+    for number, row in enumerate(rows, start=1):
+        where = f"manifest {manifest!r} row {number}"
+        path, label = row.get(path_column), row.get(label_column)
+        if not isinstance(path, str) or not path:
+            raise SourceError(f"{where} has no {path_column!r}")
+        if label is None or label == "":
+            raise SourceError(f"{where} has no {label_column!r}")
+        relative = posixpath.normpath(posixpath.join(base, path))
+        problem = refuse_relative(relative) or (None if _is_image(relative) else "not an image")
+        if problem is not None:
+            raise SourceError(f"{where}: {path!r}: {problem}")
+        files.append(relative)
+        names.append(str(label))
+    _check_present(store, manifest, files)
+    classes = sorted(set(names))
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.array([index[name] for name in names], dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    return Listing(
+        class_names=tuple(classes),
+        files=tuple(files[i] for i in order),
+        labels=labels[order],
+    )
 
-    Names are relative, "/"-separated and stay below the root: no absolute paths, no "..",
-    no NUL, no backslashes (which would mean something else on another server).
-    """
-    if not name:
-        return "empty file name"
-    if "\0" in name:
-        return "file name contains NUL"
-    if "\\" in name:
-        return f"{name!r} contains a backslash; use '/' between folders"
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return f"{name!r} is absolute; file names are relative to the dataset"
-    if ".." in name.split("/"):
-        return f"{name!r} leaves the dataset"
-    return None
 
-
-def read_file(root: Path, relative: str, max_bytes: int) -> bytes:
-    """The bytes of ``root / relative``, refusing files over ``max_bytes`` and paths that
-    lead out of ``root`` (through "..", or a symlink)."""
-    problem = refuse_relative(relative)
-    if problem is not None:
-        raise SourceError(problem)
-    path = root / relative
-    if not inside_root(path, root.resolve()):
-        raise SourceError(f"{relative!r} leads out of the dataset")
+def _manifest_rows(data: bytes, manifest: str) -> list[dict[str, Any]]:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise SourceError(f"cannot read {relative!r}: {exc.strerror or exc}") from exc
-    if len(data) > max_bytes:
-        raise SourceError(f"{relative!r} is larger than the limit of {max_bytes} bytes")
-    return data
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"manifest {manifest!r} is not UTF-8 text") from exc
+    if manifest.lower().endswith(".csv"):
+        return list(csv.DictReader(io.StringIO(text)))
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"manifest {manifest!r} line {number}: {exc.msg}") from exc
+        if not isinstance(row, dict):
+            raise SourceError(f"manifest {manifest!r} line {number} is not an object")
+        rows.append(row)
+    return rows
+
+
+def _check_present(store: Store, manifest: str, files: list[str]) -> None:
+    if store.can_list:
+        below = set(store.files_below(posixpath.dirname(manifest)))
+        missing = [f for f in files if f not in below]
+    else:
+        missing = [f for f, ok in zip(files, store.exist(files), strict=True) if not ok]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise SourceError(f"manifest {manifest!r} names {missing[0]!r}{more}, which does not exist")

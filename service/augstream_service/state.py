@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from .catalog import Catalog
 from .pipeline import Limits
 from .producer import StreamSlots
+from .reader import ImageReader
 from .settings import Settings
 from .uploads import UploadStore
 
@@ -21,13 +22,16 @@ __all__ = ["ServerState", "State"]
 
 @dataclass
 class ServerState:
-    """Settings, catalog, uploaded arrays, the worker pool and the stream slots of one app."""
+    """Settings, catalog, uploaded arrays, caches, the worker pool and the stream slots of
+    one app."""
 
     settings: Settings
     catalog: Catalog
     slots: StreamSlots
     limits: Limits
     uploads: UploadStore
+    #: Reads and decodes dataset images through the shared caches.
+    reader: ImageReader
     #: The API keys as bytes, ready for constant-time comparison (empty: no keys needed).
     api_keys: list[bytes] = field(default_factory=list)
     #: Set when the server is asked to stop: streams hand their clients over (go-away frames).

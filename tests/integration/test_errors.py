@@ -167,7 +167,7 @@ def test_openapi_schema_and_docs_are_served(server_url: str) -> None:
     assert httpx.get(f"{server_url}/docs", timeout=30).status_code == 200
 
 
-def test_a_vanished_dataset_folder_is_a_clear_503_and_others_keep_serving(
+def test_a_vanished_dataset_folder_is_a_clear_502_and_others_keep_serving(
     image_root: Path, tmp_path: Path
 ) -> None:
     ghost = tmp_path / "ghost"
@@ -177,8 +177,9 @@ def test_a_vanished_dataset_folder_is_a_clear_503_and_others_keep_serving(
     ghost.rmdir()
     with BackgroundServer(app) as server:
         response = post(server.url, {"dataset": "ghost"})
-        assert response.status_code == 503
-        assert "'ghost' is unavailable" in response.json()["message"]
+        # Final (not worth retrying until the operator acts): 502, not 503.
+        assert response.status_code == 502
+        assert "'ghost' is unavailable: the dataset's root: does not exist" in response.text
         assert str(tmp_path) not in response.text  # no server paths in answers
         listed = httpx.get(f"{server.url}/v1/datasets", timeout=30).json()["datasets"]
         assert [d["name"] for d in listed] == ["pets"]

@@ -11,6 +11,7 @@ from augstream import Batch, Client, Stream
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from augstream_service.sources import list_class_folders
+from augstream_service.stores import Store
 
 AUGMENT = dict(
     rotation_range=25,
@@ -69,7 +70,7 @@ def test_batches_have_the_requested_shape_and_dtype(
 
 
 def test_labels_follow_the_folder_of_each_sample(client: Client, image_root: Path) -> None:
-    listing = list_class_folders(image_root)
+    listing = list_class_folders(Store(str(image_root)))
     with client.stream(
         dataset="pets", target_size=(16, 16), batch_size=5, seed=3, class_mode="sparse", epochs=1
     ) as stream:

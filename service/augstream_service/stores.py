@@ -1,0 +1,263 @@
+"""Where a dataset's files live: a folder, a bucket prefix or a web folder, through fsspec.
+
+One implementation for every backend: fsspec gives ``file://`` (and plain paths), ``s3://``
+(s3fs), ``gs://`` (gcsfs) and ``http(s)://``. Files are named relative to the store's root;
+a name never leaves it, and on a local disk neither does a symlink.
+
+Messages of ``SourceError`` name files relative to the root only: they reach clients, and a
+bucket's address or a server path is the operator's business.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import posixpath
+import re
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+__all__ = ["SourceError", "Store", "redact", "refuse_relative"]
+
+log = logging.getLogger("augstream.stores")
+
+#: Errors that will not go away by asking again.
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+_USERINFO = re.compile(r"//[^/@\s]+@")
+
+
+class SourceError(OSError):
+    """A dataset file could not be listed or read; the message is safe to show clients.
+
+    ``transient`` when asking again later may work (the store did not answer), not when the
+    answer was final (not found, access denied, a broken manifest).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials written into URLs (``scheme://user:secret@host``)."""
+    return _USERINFO.sub("//***@", text)
+
+
+def refuse_relative(name: str) -> str | None:
+    """Why ``name`` cannot name a file inside a dataset, or None when it can.
+
+    Names are relative, "/"-separated and stay below the root: no absolute paths, no "..",
+    no NUL, no backslashes (which would mean something else on another server).
+    """
+    if not name:
+        return "empty file name"
+    if "\0" in name:
+        return "file name contains NUL"
+    if "\\" in name:
+        return f"{name!r} contains a backslash; use '/' between folders"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return f"{name!r} is absolute; file names are relative to the dataset"
+    if ".." in name.split("/"):
+        return f"{name!r} leaves the dataset"
+    return None
+
+
+def _failure(what: str, exc: BaseException) -> SourceError:
+    """A client-safe account of a store error: its kind, not its addresses."""
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"{what}: does not exist")
+    if isinstance(exc, PermissionError):
+        return SourceError(f"{what}: access denied (check the server's storage credentials)")
+    if isinstance(exc, _PERMANENT):
+        return SourceError(f"{what}: {type(exc).__name__}")
+    return SourceError(f"{what}: the store did not answer ({type(exc).__name__})", transient=True)
+
+
+class Store:
+    """The files under one root URL, read concurrently, with transient failures retried.
+
+    ``retries`` extra attempts follow a transient failure (a refused connection, a timeout,
+    a 5xx), ``backoff_s`` apart and doubling up to ``max_backoff_s``; a permanent one (not
+    found, access denied) is reported at once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 2.0,
+        concurrency: int = 32,
+    ) -> None:
+        fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.local = isinstance(fs, LocalFileSystem)
+        # Symlinks are judged against the real root, so a root that is itself a link works.
+        self.root: str = os.path.realpath(root) if self.local else root.rstrip("/")
+        self.url = redact(url)
+        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
+        self.concurrency = concurrency
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        #: Web servers have no listing to trust: their datasets need a manifest.
+        self.can_list = not protocols & {"http", "https"}
+        self._threads: ThreadPoolExecutor | None = None
+
+    # -- names ---------------------------------------------------------------------------
+
+    def path(self, relative: str) -> str:
+        """The store path of ``relative``; refuses names that would leave the root."""
+        problem = refuse_relative(relative)
+        if problem is not None:
+            raise SourceError(problem)
+        path = f"{self.root}/{relative}"
+        if self.local and not self._inside(path):
+            raise SourceError(f"{relative!r} leads out of the dataset")
+        return path
+
+    def _inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self.root or real.startswith(self.root + os.sep)
+
+    def _relative(self, path: str) -> str:
+        return posixpath.relpath(self.fs._strip_protocol(path), self.root)
+
+    # -- listing -------------------------------------------------------------------------
+
+    def folders(self) -> list[str]:
+        """The root's subfolders (not hidden, not symlinks), sorted."""
+        entries = self._retry("the dataset's root", lambda: self.fs.ls(self.root, detail=True))
+        names = [
+            posixpath.basename(entry["name"].rstrip("/"))
+            for entry in entries
+            if entry.get("type") == "directory" and not entry.get("islink", False)
+        ]
+        return sorted(name for name in names if not name.startswith("."))
+
+    def files_below(self, folder: str) -> list[str]:
+        """Every file below ``folder`` (relative to the root; "" for all), links leaving the
+        root left out."""
+        base = self.path(folder) if folder else self.root
+        found = self._retry(folder or "the dataset", lambda: self.fs.find(base))
+        paths = found if isinstance(found, list) else list(found)
+        if self.local:
+            paths = [path for path in paths if self._inside(path)]
+        return [self._relative(path) for path in paths]
+
+    def exist(self, relatives: Sequence[str]) -> list[bool]:
+        """Whether each file exists (for stores that cannot list: one request per file)."""
+
+        def one(relative: str) -> bool:
+            try:
+                path = self.path(relative)
+                if self.local:  # a name too long for the disk is simply not there
+                    return os.path.isfile(path)
+                return bool(self._retry(relative, lambda: self.fs.isfile(path)))
+            except SourceError:
+                return False
+
+        return list(self._pool().map(one, relatives))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, relative: str, max_bytes: int) -> bytes:
+        """The bytes of one file; ``SourceError`` when it cannot be had."""
+        (data,) = self.read_many([relative], max_bytes)
+        if isinstance(data, SourceError):
+            raise data
+        return data
+
+    def read_many(self, relatives: Sequence[str], max_bytes: int) -> list[bytes | SourceError]:
+        """The bytes of each file, fetched concurrently; a file over ``max_bytes``, missing,
+        or unreadable after the retries gives a ``SourceError`` in its place."""
+        results: list[bytes | SourceError | None] = [None] * len(relatives)
+        paths: dict[int, str] = {}
+        for i, relative in enumerate(relatives):
+            try:
+                paths[i] = self.path(relative)
+            except SourceError as exc:
+                results[i] = exc
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            pending = sorted(paths)
+            fetched = self._fetch([paths[i] for i in pending], max_bytes + 1)
+            for i, data in zip(pending, fetched, strict=True):
+                if _unsatisfiable_range(data):
+                    # S3 answers a range request on an empty object with 416.
+                    data = b""
+                if isinstance(data, bytes | bytearray):
+                    results[i] = _checked(relatives[i], bytes(data), max_bytes)
+                elif isinstance(data, _PERMANENT) or attempt == self.retries:
+                    log.warning("cannot read %s/%s: %s", self.url, relatives[i], redact(str(data)))
+                    results[i] = _failure(repr(relatives[i]), data)
+                else:
+                    continue
+                del paths[i]
+            if not paths:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, self.max_backoff_s)
+        return [r if r is not None else SourceError("not read") for r in results]
+
+    def _fetch(self, paths: list[str], limit: int) -> list[Any]:
+        if not paths:
+            return []
+        if self.local:  # the page cache answers faster than any pool of threads
+            return [self._read_local(path, limit) for path in paths]
+        try:
+            return list(
+                self.fs.cat_ranges(
+                    paths,
+                    [0] * len(paths),
+                    [limit] * len(paths),
+                    on_error="return",
+                    batch_size=self.concurrency,
+                )
+            )
+        except Exception as exc:  # the whole call failed: every file shares the error
+            return [exc] * len(paths)
+
+    @staticmethod
+    def _read_local(path: str, limit: int) -> bytes | Exception:
+        try:
+            with open(path, "rb") as handle:
+                return handle.read(limit)
+        except OSError as exc:
+            return exc
+
+    def _retry(self, what: str, call: Any) -> Any:
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except SourceError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, _PERMANENT) or attempt == self.retries:
+                    log.warning("cannot list %s (%s): %s", self.url, what, redact(str(exc)))
+                    raise _failure(what, exc) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, self.max_backoff_s)
+        raise AssertionError("unreachable")
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(16, thread_name_prefix="augstream-store")
+        return self._threads
+
+
+def _checked(relative: str, data: bytes, max_bytes: int) -> bytes | SourceError:
+    if len(data) > max_bytes:
+        return SourceError(f"{relative!r} is larger than the limit of {max_bytes} bytes")
+    return data
+
+
+def _unsatisfiable_range(error: Any) -> bool:
+    return isinstance(error, OSError) and error.errno == errno.EINVAL and "range" in str(error)
