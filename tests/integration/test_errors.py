@@ -145,7 +145,7 @@ def test_slow_batches_are_preceded_by_heartbeats(image_root: Path) -> None:
     settings = Settings(datasets=[image_root], threads=1, prefetch=1, heartbeat_s=0.01)
     body = {
         "dataset": "pets",
-        "target_size": [1024, 1024],
+        "target_size": [384, 384],
         "batch_size": 19,
         "epochs": 1,
         "rotation_range": 30,
