@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from augstream import Client
+from tests.stores import write_manifest
 
 
 def free_port() -> int:
@@ -37,7 +39,17 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60
 
 
 @pytest.mark.slow
-def test_serve_folders_then_stream(image_root: Path, corrupt_root: Path) -> None:
+def test_serve_folders_and_a_config_then_stream(
+    image_root: Path, corrupt_root: Path, tmp_path: Path
+) -> None:
+    listed = tmp_path / "listed"
+    shutil.copytree(image_root, listed)
+    write_manifest(listed)
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        f'threads = 1\n[catalog.listed]\nurl = "file://{listed}"\n'
+        'layout = "manifest"\nmanifest = "manifest.csv"\n'
+    )
     port = free_port()
     command = [
         sys.executable,
@@ -46,6 +58,8 @@ def test_serve_folders_then_stream(image_root: Path, corrupt_root: Path) -> None
         "serve",
         str(image_root),
         str(corrupt_root),
+        "--config",
+        str(config),
         "--port",
         str(port),
         "--threads",
@@ -58,10 +72,11 @@ def test_serve_folders_then_stream(image_root: Path, corrupt_root: Path) -> None
     try:
         wait_healthy(url, process)
         with Client(url) as client:
-            assert [d.name for d in client.datasets()] == ["broken", "pets"]
-            with client.stream(dataset="pets", target_size=(16, 16), batch_size=4) as stream:
-                x, y = next(stream)
-                assert x.shape == (4, 16, 16, 3) and y.shape == (4, 3)
+            assert [d.name for d in client.datasets()] == ["broken", "listed", "pets"]
+            for name in ("pets", "listed"):
+                with client.stream(dataset=name, target_size=(16, 16), batch_size=4) as stream:
+                    x, y = next(stream)
+                    assert x.shape == (4, 16, 16, 3) and y.shape == (4, 3)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -74,6 +89,7 @@ def test_serve_folders_then_stream(image_root: Path, corrupt_root: Path) -> None
         (["{tmp}/nope"], "is not a folder"),
         (["{tmp}/a/cats", "{tmp}/b/cats"], "two datasets are named 'cats'"),
         (["{tmp}/a/cats", "--threads", "0"], "--threads: Input should be greater than"),
+        (["--config", "{tmp}/none.toml"], "--config: cannot read"),
     ],
 )
 def test_serve_refuses_bad_arguments_without_a_traceback(
