@@ -120,13 +120,23 @@ class ServerProcess:
             "rss_mib": int(fields["VmRSS"].split()[0]) // 1024,
         }
 
+    def settled_figures(self, baseline: dict[str, int], timeout: float = 20.0) -> dict[str, int]:
+        """``figures`` once the thread count is back near ``baseline``, or after ``timeout``:
+        the worker threads of the HTTP server's thread pool exit after 10 s idle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.figures()
+            if found["threads"] <= baseline["threads"] + 2 or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
     def active_streams(self) -> int:
         """Streams the server is running now."""
         return int(httpx.get(f"{self.url}/v1/server", timeout=10).json()["active_streams"])
 
-    def wait_idle(self, timeout: float = 30.0) -> None:
+    def wait_idle(self, timeout: float = 90.0) -> None:
         """Wait until no stream runs: a producer notices its client left once its current
-        batch is done."""
+        batch is done, or, at the latest, when the send timeout (60 s) evicts it."""
         deadline = time.monotonic() + timeout
         while self.active_streams() and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -68,7 +68,7 @@ def test_two_hundred_dropped_streams_leave_nothing_behind(
         list(pool.map(lambda b: _drop_after(server.port, b, random.Random(b)), budgets))
     server.wait_idle()
     time.sleep(1.0)
-    after = server.figures()
+    after = server.settled_figures(before)
     counts.update(
         streams_dropped=len(budgets),
         **{f"{k}_before": v for k, v in before.items()},
