@@ -151,7 +151,7 @@ JSON = st.recursive(
 FIELDS = sorted(StreamSpec.model_fields)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dataset=st.sampled_from([None, "lenient", "strict", "nope"]),
     extra=st.dictionaries(st.sampled_from([*FIELDS, "bogus"]), JSON, max_size=5),
