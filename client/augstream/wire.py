@@ -16,7 +16,6 @@ decoding never unpickles anything. ``docs/protocol.md`` is the full description.
 from __future__ import annotations
 
 import enum
-import io
 import json
 import math
 import struct
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._exceptions import ProtocolError, TruncatedError
+from ._npy import npy_header, parse_npy_header
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -102,12 +102,6 @@ def encode_json_frame(kind: FrameKind, payload: Mapping[str, Any] | None = None)
     return _prefix(kind, len(body), zlib.crc32(body)) + body
 
 
-def _npy_header(array: np.ndarray[Any, Any]) -> bytes:
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, np.lib.format.header_data_from_array_1_0(array))
-    return buffer.getvalue()
-
-
 def encode_batch(
     epoch: int,
     batch: int,
@@ -126,7 +120,7 @@ def encode_batch(
         if array.dtype.hasobject:
             raise TypeError(f"array {name!r} has an object dtype, which the wire refuses")
         contiguous = np.ascontiguousarray(array)
-        header = _npy_header(contiguous)
+        header = npy_header(contiguous)
         data = contiguous.reshape(-1).view(np.uint8).data
         parts += [header, data]
         sizes.append({"name": name, "nbytes": len(header) + data.nbytes})
@@ -143,19 +137,15 @@ def encode_batch(
 
 
 def _read_npy(view: memoryview, name: str) -> np.ndarray[Any, Any]:
-    stream = io.BytesIO(view)
     try:
-        version = np.lib.format.read_magic(stream)
-        if version != (1, 0):
-            raise ValueError(f"unsupported .npy version {version}")
-        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        header = parse_npy_header(view)
     except ValueError as exc:
         raise ProtocolError(f"array {name!r} is not a valid .npy blob: {exc}") from exc
+    shape, dtype, offset = header.shape, header.dtype, header.offset
     if dtype.hasobject:
         raise ProtocolError(f"array {name!r} has an object dtype; refusing to unpickle")
     if dtype.itemsize == 0 or any(d < 0 for d in shape):
         raise ProtocolError(f"array {name!r} declares an impossible shape {shape} of {dtype}")
-    offset = stream.tell()
     count = math.prod(shape)  # Python ints: no overflow to a misleading zero
     if view.nbytes - offset != count * dtype.itemsize:
         raise ProtocolError(
@@ -164,7 +154,9 @@ def _read_npy(view: memoryview, name: str) -> np.ndarray[Any, Any]:
         )
     try:
         flat = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
-        array: np.ndarray[Any, Any] = flat.reshape(shape, order="F" if fortran_order else "C")
+        array: np.ndarray[Any, Any] = (
+            flat.reshape(shape[::-1]).T if header.fortran_order else flat.reshape(shape)
+        )
     except ValueError as exc:
         raise ProtocolError(f"array {name!r} cannot be read: {exc}") from exc
     return array

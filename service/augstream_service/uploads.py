@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from augstream._npy import UPLOAD_KINDS
+from augstream._npy import UPLOAD_KINDS, parse_npy_header
 
 __all__ = [
     "MAX_CONCURRENT_UPLOADS",
@@ -42,6 +42,8 @@ Array = np.ndarray[Any, Any]
 _WRITE_BLOCK = 4 << 20
 _OPEN_ARRAYS = 64
 _MAX_DIMS = 8
+#: A longer .npy header is refused (numpy itself reads at most 10,000 bytes of one).
+_MAX_HEADER_BYTES = 1 << 16
 #: Uploads received at once; more wait (429) rather than fill the disk in parallel.
 MAX_CONCURRENT_UPLOADS = 4
 #: How often a use refreshes an array's place in the eviction order (seconds).
@@ -95,17 +97,12 @@ class ArrayInfo:
 def _read_header(path: Path) -> tuple[np.dtype[Any], tuple[int, ...], int]:
     """The dtype, shape and data offset of a ``.npy`` file, checked for safe kinds."""
     with path.open("rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                raise UploadError(f"unsupported .npy format version {version}")
-        except ValueError as exc:
-            raise UploadError(f"not a .npy array: {exc}") from exc
-        offset = handle.tell()
+        head = handle.read(_MAX_HEADER_BYTES)
+    try:
+        header = parse_npy_header(head, versions=(1, 2))
+    except ValueError as exc:
+        raise UploadError(f"not a .npy array: {exc}") from exc
+    shape, fortran, dtype, offset = header.shape, header.fortran_order, header.dtype, header.offset
     if fortran:
         raise UploadError("Fortran-ordered arrays are not accepted: send C order")
     if dtype.kind not in UPLOAD_KINDS or dtype.fields is not None or dtype.itemsize == 0:
