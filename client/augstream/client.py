@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -129,6 +130,36 @@ class Client:
         if response.status_code != 200:
             raise error_from_response(response)
         return FileListing.model_validate(response.json())
+
+    def preview(
+        self,
+        spec: StreamSpec | None = None,
+        /,
+        *,
+        rows: int = 4,
+        cols: int = 8,
+        epoch: int = 0,
+        tile: int = 96,
+        **fields: Any,
+    ) -> bytes:
+        """A PNG grid of ``rows`` x ``cols`` augmented samples of this spec, with their labels:
+        what the first batch of ``epoch`` would hold (the same for the same seed).
+
+        Tiles smaller than ``tile`` pixels are enlarged (nearest neighbour) so they can be
+        seen; float images are stretched to the full grey range, tile by tile.
+        """
+        resolved = _resolve(spec, fields)
+        query: dict[str, str | int] = {
+            "spec": json.dumps(resolved.request_body(), separators=(",", ":")),
+            "rows": rows,
+            "cols": cols,
+            "epoch": epoch,
+            "tile": tile,
+        }
+        response = self._http.get("/v1/preview", params=query, headers=self._headers)
+        if response.status_code != 200:
+            raise error_from_response(response)
+        return response.content
 
     def stream(
         self, spec: StreamSpec | None = None, /, *, prefetch: int = 4, **fields: Any

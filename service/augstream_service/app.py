@@ -13,6 +13,8 @@ from . import __version__
 from .auth import KeyCheck
 from .catalog import Catalog
 from .errors import install_error_handlers
+from .logs import RequestLog
+from .metrics import Metrics
 from .pipeline import Limits
 from .producer import StreamSlots
 from .reader import ImageReader
@@ -27,6 +29,10 @@ __all__ = ["create_app"]
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
     """A ready-to-serve app for ``settings`` (default: from the environment)."""
     settings = settings if settings is not None else Settings()
+    slots = StreamSlots(settings.max_streams, settings.max_streams_per_key)
+    reader = ImageReader(settings.byte_cache_bytes, settings.image_cache_bytes)
+    metrics = Metrics(active_streams=lambda: slots.active, caches=reader.figures)
+    reader.metrics = metrics
     state = ServerState(
         settings=settings,
         catalog=catalog
@@ -37,7 +43,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             settings.on_corrupt_by_dataset,
             settings.catalog,
         ),
-        slots=StreamSlots(settings.max_streams, settings.max_streams_per_key),
+        slots=slots,
         limits=Limits(
             max_batch_bytes=settings.max_batch_bytes,
             max_file_bytes=settings.max_file_bytes,
@@ -48,7 +54,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             max_upload_bytes=settings.max_upload_bytes,
             max_total_bytes=settings.upload_store_bytes,
         ),
-        reader=ImageReader(settings.byte_cache_bytes, settings.image_cache_bytes),
+        reader=reader,
+        metrics=metrics,
         api_keys=[key.get_secret_value().encode() for key in settings.api_keys],
     )
 
@@ -70,7 +77,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         lifespan=lifespan,
     )
     app.state.augstream = state
-    install_error_handlers(app)
+    install_error_handlers(app, metrics)
     app.include_router(router)
-    app.add_middleware(KeyCheck, keys=state.api_keys)
+    app.add_middleware(KeyCheck, keys=state.api_keys, on_refuse=metrics.error)
+    # Outermost, so requests the key check refuses are logged too.
+    app.add_middleware(RequestLog)
     return app

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["MAX_JSON_BYTES", "OPEN_PATHS", "KeyCheck"]
 
-#: Paths anyone may read: liveness and the API reference.
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: Paths anyone may read: liveness, readiness (no names in it) and the API reference.
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 #: A stream spec is a few hundred bytes; a POST body this large is not one.
 MAX_JSON_BYTES = 1 << 20
 _BEARER = [(b"www-authenticate", b"Bearer")]
@@ -49,9 +52,13 @@ class KeyCheck:
     ``scope["state"]["owner"]`` (the key's number, never the key; or the client's address),
     and the POST body cap."""
 
-    def __init__(self, app: ASGIApp, keys: list[bytes]) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: list[bytes], on_refuse: Callable[[str], None] | None = None
+    ) -> None:
         self.app = app
         self.keys = keys
+        #: Told the kind of each refusal (for the error counters).
+        self.on_refuse = on_refuse or (lambda kind: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -63,10 +70,12 @@ class KeyCheck:
             scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
             if scheme.lower() != b"bearer" or not token.strip():
                 message = "this server needs an API key: send 'Authorization: Bearer <key>'"
+                self.on_refuse("unauthorized")
                 await _refuse(send, 401, message, _BEARER)
                 return
             index = _match(token.strip(), self.keys)
             if index is None:
+                self.on_refuse("unauthorized")
                 await _refuse(send, 401, "the API key is not valid on this server", _BEARER)
                 return
             state["owner"] = f"key {index}"
@@ -76,9 +85,11 @@ class KeyCheck:
         if scope["method"] == "POST":
             length = headers.get(b"content-length", b"")
             if not length.isdigit():
+                self.on_refuse("body_refused")
                 await _refuse(send, 411, "send the spec with a Content-Length header")
                 return
             if int(length) > MAX_JSON_BYTES:
+                self.on_refuse("body_refused")
                 await _refuse(
                     send,
                     413,

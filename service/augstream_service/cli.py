@@ -84,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .catalog import Catalog
+    from .logs import configure_logging
     from .server import DrainingServer, server_config
     from .settings import load_settings
 
@@ -129,7 +130,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:  # two datasets with one name, a name clients cannot use...
         raise SystemExit(f"augstream serve: {exc}") from None
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     if not settings.api_keys and not _loopback(args.host):
         logging.getLogger("augstream").warning(
             "listening on %s without API keys: anyone who can reach this port can read the "

@@ -6,6 +6,7 @@ for 422, FastAPI's ``detail`` list whose ``loc`` names the field.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .catalog import DatasetUnavailableError, UnknownDatasetError
-from .pipeline import PlanError
+from .metrics import Metrics
+from .pipeline import PlanError, SampleError
 from .uploads import UnknownArrayError, UploadError, UploadsBusyError, UploadTooLargeError
 
 __all__ = ["BusyError", "install_error_handlers"]
@@ -79,12 +81,33 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     return _plain(503, str(exc), {"Retry-After": "5"})
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the mapping on ``app``."""
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(PlanError, _plan)
-    app.add_exception_handler(UnknownDatasetError, _unknown)
-    app.add_exception_handler(UnknownArrayError, _unknown)
-    app.add_exception_handler(UploadError, _upload)
-    app.add_exception_handler(BusyError, _busy)
-    app.add_exception_handler(DatasetUnavailableError, _unavailable)
+async def _sample(_: Request, exc: Exception) -> JSONResponse:
+    # Streams report bad samples in-band; this is for one-shot requests (previews).
+    return _plain(502, f"a sample could not be read: {exc}")
+
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+
+def _counted(handler: Handler, kind: str, metrics: Metrics) -> Handler:
+    async def counted(request: Request, exc: Exception) -> JSONResponse:
+        metrics.error(kind)
+        return await handler(request, exc)
+
+    return counted
+
+
+def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    """Register the mapping on ``app``, each error counted in ``metrics`` by its kind."""
+    handlers: list[tuple[type[Exception], Handler, str]] = [
+        (RequestValidationError, _validation, "invalid_spec"),
+        (PlanError, _plan, "invalid_spec"),
+        (UnknownDatasetError, _unknown, "not_found"),
+        (UnknownArrayError, _unknown, "not_found"),
+        (UploadError, _upload, "upload_refused"),
+        (BusyError, _busy, "busy"),
+        (DatasetUnavailableError, _unavailable, "dataset_unavailable"),
+        (SampleError, _sample, "sample_error"),
+    ]
+    for error, handler, kind in handlers:
+        app.add_exception_handler(error, _counted(handler, kind, metrics))

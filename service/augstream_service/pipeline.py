@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,13 @@ from .augment import apply, sample
 from .batching import allocate_images, batch_nbytes
 from .catalog import Catalog
 from .limits import Limits
+from .metrics import Metrics
 from .reader import ImageReader
 from .samples import PlanError, SampleError, Samples, resolve_samples
 from .uploads import UploadStore
 
 __all__ = [
+    "EncodedBatch",
     "Limits",
     "PlanError",
     "ProducedBatch",
@@ -48,6 +50,18 @@ class ProducedBatch:
 
 
 @dataclass(frozen=True)
+class EncodedBatch:
+    """One batch as wire frame parts, and how many images it holds."""
+
+    parts: list[bytes | memoryview]
+    images: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p) if isinstance(p, bytes) else p.nbytes for p in self.parts)
+
+
+@dataclass(frozen=True)
 class StreamPlan:
     """A spec resolved against what it reads: everything a batch needs besides its
     position."""
@@ -55,8 +69,8 @@ class StreamPlan:
     spec: StreamSpec
     source: Samples
     limits: Limits
-    #: Told how many samples of ``source`` a batch skipped (for the server's counters).
-    on_skip: Callable[[str, int], None] | None = None
+    #: Where skipped samples and stage timings are counted (none: not counted).
+    metrics: Metrics | None = None
 
     @property
     def samples(self) -> int:
@@ -108,7 +122,9 @@ class StreamPlan:
         kept: list[int] = []
         skipped: list[tuple[int, str]] = []
         wanted = ids.tolist()
-        for sample_id, image in zip(wanted, self.source.images(wanted), strict=True):
+        images = self.source.images(wanted)  # read and decode are timed by the reader
+        started = time.perf_counter()
+        for sample_id, image in zip(wanted, images, strict=True):
             if isinstance(image, SampleError):
                 if self.source.on_corrupt == "skip":
                     skipped.append((sample_id, str(image)))
@@ -117,18 +133,24 @@ class StreamPlan:
             params = sample(sampling.sample_rng(seed, epoch, sample_id), spec, image.shape)
             apply(image, params, spec, x[len(kept)])
             kept.append(sample_id)
-        if skipped and self.on_skip is not None:
-            self.on_skip(self.source.name, len(skipped))
+        if self.metrics is not None:
+            self.metrics.observe("augment", time.perf_counter() - started)
+            if skipped:
+                self.metrics.skip(self.source.name, len(skipped))
         labels = self.source.labels(np.asarray(kept, dtype=np.int64))
         arrays = {"x": x[: len(kept)], **labels}
         return ProducedBatch(epoch, batch, kept, arrays, skipped)
 
-    def encode_batch(self, epoch: int, batch: int) -> list[bytes | memoryview]:
+    def encode_batch(self, epoch: int, batch: int) -> EncodedBatch:
         """``produce_batch`` as wire frame parts, ready to write."""
         produced = self.produce_batch(epoch, batch)
-        return encode_batch(
+        started = time.perf_counter()
+        parts = encode_batch(
             produced.epoch, produced.batch, produced.sample_ids, produced.arrays, produced.skipped
         )
+        if self.metrics is not None:
+            self.metrics.observe("encode", time.perf_counter() - started)
+        return EncodedBatch(parts, len(produced.sample_ids))
 
 
 def make_plan(
@@ -137,7 +159,7 @@ def make_plan(
     uploads: UploadStore,
     limits: Limits,
     reader: ImageReader,
-    on_skip: Callable[[str, int], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> StreamPlan:
     """Check ``spec`` against what it reads and the server's limits; fix the seed if unset."""
     nbytes = batch_nbytes(spec)
@@ -169,7 +191,7 @@ def make_plan(
         )
     if spec.seed is None:
         spec = spec.with_seed(secrets.randbelow(2**31))
-    plan = StreamPlan(spec=spec, source=source, limits=limits, on_skip=on_skip)
+    plan = StreamPlan(spec=spec, source=source, limits=limits, metrics=metrics)
     if plan.samples == 0:
         raise PlanError(
             "shard",

@@ -18,7 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from augstream.wire import FrameKind, encode_json_frame
 
-from .pipeline import SampleError, StreamPlan
+from .pipeline import EncodedBatch, SampleError, StreamPlan
 from .sampling import positions
 
 __all__ = ["FrameStreamResponse", "StreamSlots", "stream_frames"]
@@ -28,6 +28,14 @@ log = logging.getLogger("augstream.stream")
 #: Bytes per second below which a client counts as stalled (far below any real network).
 MIN_READ_RATE = 16 << 10
 Chunk = bytes | memoryview
+
+
+def _never() -> bool:
+    return False
+
+
+def _ignore(*_: object) -> None:
+    return None
 
 
 class StreamSlots:
@@ -76,11 +84,13 @@ class FrameStreamResponse(StreamingResponse):
         frames: AsyncIterator[Chunk],
         on_close: Callable[[], None],
         send_timeout_s: float | None = None,
+        on_evict: Callable[[], None] = _ignore,
     ) -> None:
         super().__init__(frames, media_type="application/vnd.augstream.v1")
         self._frames = frames
         self._on_close = on_close
         self._send_timeout_s = send_timeout_s
+        self._on_evict = on_evict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         timeout = self._send_timeout_s
@@ -90,6 +100,7 @@ class FrameStreamResponse(StreamingResponse):
             )
         except _StalledClientError:
             log.warning("evicted a client that stopped reading (send timeout %.0f s)", timeout)
+            self._on_evict()
         finally:
             try:
                 aclose = getattr(self._frames, "aclose", None)
@@ -128,10 +139,6 @@ class _DrainingError(Exception):
     """The server was asked to stop: hand the client over at the next unsent batch."""
 
 
-def _never() -> bool:
-    return False
-
-
 async def stream_frames(
     plan: StreamPlan,
     executor: Executor,
@@ -139,17 +146,21 @@ async def stream_frames(
     prefetch: int,
     heartbeat_s: float,
     draining: Callable[[], bool] = _never,
+    on_batch: Callable[[int, int], None] = _ignore,
+    on_error: Callable[[str], None] = _ignore,
 ) -> AsyncIterator[Chunk]:
     """The whole response body: header, batches in order, then an end frame if finite.
 
-    A failure after the header becomes an error frame (the status line is already sent).
+    ``on_batch(images, nbytes)`` is told of each batch handed to the server to send, and
+    ``on_error(kind)`` of a failure; a failure after the header becomes an error frame (the
+    status line is already sent).
     When ``draining()`` turns true the stream ends with a go-away frame naming the next batch
     the client has not received, so it resumes elsewhere without losing or repeating one.
     """
     yield encode_json_frame(FrameKind.HEADER, plan.header())
     spec = plan.spec
     todo = positions(spec.start.epoch, spec.start.batch, plan.batches_per_epoch, spec.epochs)
-    pending: deque[tuple[tuple[int, int], Future[list[Chunk]]]] = deque()
+    pending: deque[tuple[tuple[int, int], Future[EncodedBatch]]] = deque()
     sent = 0
     upcoming: tuple[int, int] | None = None
     try:
@@ -163,11 +174,11 @@ async def stream_frames(
                 raise _DrainingError from exc
             upcoming = None
             if len(pending) >= prefetch:
-                async for chunk in _oldest(pending, heartbeat_s, draining):
+                async for chunk in _oldest(pending, heartbeat_s, draining, on_batch):
                     yield chunk
                 sent += 1
         while pending:
-            async for chunk in _oldest(pending, heartbeat_s, draining):
+            async for chunk in _oldest(pending, heartbeat_s, draining, on_batch):
                 yield chunk
             sent += 1
         yield encode_json_frame(FrameKind.END, {"batches": sent})
@@ -182,9 +193,11 @@ async def stream_frames(
             )
     except SampleError as exc:
         log.warning("stream of %s stopped: %s", plan.source.name, exc)
+        on_error("stream_sample_error")
         yield _error_frame("sample_error", str(exc))
     except Exception as exc:
         log.exception("stream of %s failed", plan.source.name)
+        on_error("stream_internal_error")
         yield _error_frame("internal_error", f"{type(exc).__name__}: {exc}")
     finally:
         for _, future in pending:
@@ -192,21 +205,24 @@ async def stream_frames(
 
 
 async def _oldest(
-    pending: deque[tuple[tuple[int, int], Future[list[Chunk]]]],
+    pending: deque[tuple[tuple[int, int], Future[EncodedBatch]]],
     heartbeat_s: float,
     draining: Callable[[], bool],
+    on_batch: Callable[[int, int], None],
 ) -> AsyncIterator[Chunk]:
     """Heartbeats while the oldest batch is still being made, then that batch's parts.
 
     Heartbeats keep clients' per-read timeouts from firing on slow batches.
     """
-    ready: asyncio.Future[list[Chunk]] = asyncio.wrap_future(pending[0][1])
+    ready: asyncio.Future[EncodedBatch] = asyncio.wrap_future(pending[0][1])
     while not (await asyncio.wait({ready}, timeout=heartbeat_s))[0]:
         if draining():
             raise _DrainingError
         yield _HEARTBEAT
     pending.popleft()
-    for chunk in ready.result():
+    batch = ready.result()
+    on_batch(batch.images, batch.nbytes)
+    for chunk in batch.parts:
         yield chunk
 
 

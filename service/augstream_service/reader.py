@@ -9,6 +9,7 @@ spec, so streams that share those share the work.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from .caches import Cache
 from .catalog import Dataset
 from .decode import DecodeError, decode_image
 from .limits import Limits
+from .metrics import Metrics
 from .stores import SourceError
 
 __all__ = ["ImageReader", "SampleError"]
@@ -34,7 +36,10 @@ class SampleError(RuntimeError):
 class ImageReader:
     """Decoded images of any dataset, shared by every stream of the server."""
 
-    def __init__(self, byte_cache_bytes: int, image_cache_bytes: int) -> None:
+    def __init__(
+        self, byte_cache_bytes: int, image_cache_bytes: int, metrics: Metrics | None = None
+    ) -> None:
+        self.metrics = metrics
         self.bytes: Cache[bytes] = Cache(byte_cache_bytes)
         self.images: Cache[Array] = Cache(image_cache_bytes)
         self.decodes = 0
@@ -88,9 +93,12 @@ class ImageReader:
         self, dataset: Dataset, relatives: Sequence[str], spec: StreamSpec, limits: Limits
     ) -> list[Array | SampleError]:
         out: list[Array | SampleError] = []
-        for relative, data in zip(relatives, self._bytes(dataset, relatives, limits), strict=True):
+        fetched = self._bytes(dataset, relatives, limits)
+        started = time.perf_counter()
+        for relative, data in zip(relatives, fetched, strict=True):
             if isinstance(data, SourceError):
                 out.append(SampleError(f"({dataset.name}/{relative}): {data}"))
+                self._count_error("unreadable_sample")
                 continue
             with self._lock:
                 self.decodes += 1
@@ -105,10 +113,17 @@ class ImageReader:
                 )
             except DecodeError as exc:
                 out.append(SampleError(f"({dataset.name}/{relative}): {exc}"))
+                self._count_error("corrupt_sample")
                 continue
             image.flags.writeable = False  # shared: augmentation writes into its own buffer
             out.append(image)
+        if self.metrics is not None and relatives:
+            self.metrics.observe("decode", time.perf_counter() - started)
         return out
+
+    def _count_error(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.error(kind)
 
     def _bytes(
         self, dataset: Dataset, relatives: Sequence[str], limits: Limits
@@ -120,7 +135,10 @@ class ImageReader:
         missing = [i for i, data in enumerate(out) if data is None]
         if missing:
             wanted = [relatives[i] for i in missing]
+            started = time.perf_counter()
             fetched = dataset.store.read_many(wanted, limits.max_file_bytes)
+            if self.metrics is not None:
+                self.metrics.observe("read", time.perf_counter() - started)
             with self._lock:
                 self.reads += len(missing)
             for i, data in zip(missing, fetched, strict=True):

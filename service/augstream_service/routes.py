@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Request
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from augstream.spec import StreamSpec
@@ -14,7 +19,8 @@ from augstream.wire import PROTOCOL_VERSION
 from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
 from .errors import BusyError
-from .pipeline import make_plan
+from .pipeline import StreamPlan, make_plan
+from .preview import MAX_TILE, label_texts, preview_fields, render_grid
 from .producer import FrameStreamResponse, stream_frames
 from .samples import resolve_samples
 from .state import State
@@ -42,6 +48,47 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
+    "/readyz",
+    summary="Readiness (needs no key): the worker pool runs and every dataset can be listed",
+    responses={503: {"description": "Not ready; the log says which dataset failed"}},
+)
+def readyz(state: State) -> JSONResponse:
+    unavailable = 0
+    for name in state.catalog.names():
+        try:
+            state.catalog.get(name).listing  # noqa: B018 - listing is what is checked
+        except DatasetUnavailableError:
+            unavailable += 1  # the catalog logged why; an open route names nothing
+    pool = state.executor is not None
+    body = {"status": "ready", "datasets": len(state.catalog.names())}
+    if unavailable or not pool:
+        body = {
+            "status": "not ready",
+            "unavailable_datasets": unavailable,
+            "pool": "running" if pool else "stopped",
+        }
+    return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: images, batches, bytes, streams, stage timings, caches, errors",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+def metrics(state: State) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/v1/status",
+    summary="Live status: the streams being sent (dataset, client, rates), totals, caches, errors",
+)
+def status(state: State) -> dict[str, Any]:
+    return {"version": __version__, **state.metrics.status()}
+
+
+@router.get(
     "/v1/server", summary="Version, protocol, the limits a client must respect, streams running"
 )
 def server_info(state: State) -> dict[str, Any]:
@@ -58,7 +105,7 @@ def server_info(state: State) -> dict[str, Any]:
             "max_streams_per_key": settings.max_streams_per_key,
         },
         "active_streams": state.slots.active,
-        "skipped_samples": dict(state.skipped_samples),
+        "skipped_samples": state.metrics.skipped_counts(),
     }
 
 
@@ -121,6 +168,48 @@ def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, A
     }
 
 
+@router.get(
+    "/v1/preview",
+    summary="A PNG grid of augmented samples with their labels (the same spec as a stream)",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The grid"}},
+)
+async def preview(
+    state: State,
+    request: Request,
+    spec: Annotated[
+        str,
+        Query(
+            description="The stream spec as a JSON object; any spec field may also be given "
+            "as its own parameter (a JSON value or plain text), which wins",
+            examples=['{"dataset": "pets", "target_size": [96, 96], "rotation_range": 20}'],
+        ),
+    ] = "{}",
+    rows: Annotated[int, Query(ge=1, le=8)] = 4,
+    cols: Annotated[int, Query(ge=1, le=16)] = 8,
+    epoch: Annotated[int, Query(ge=0, description="Which epoch's first batch to show")] = 0,
+    tile: Annotated[int, Query(ge=16, le=MAX_TILE, description="Smallest tile, pixels")] = 96,
+) -> Response:
+    try:
+        fields = preview_fields(spec, request.query_params, rows=rows, cols=cols, epoch=epoch)
+        parsed = StreamSpec.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    plan = await run_in_threadpool(
+        make_plan, parsed, state.catalog, state.uploads, state.limits, state.reader, state.metrics
+    )
+    png = await asyncio.wrap_future(state.pool.submit(_grid, plan, epoch, cols, tile))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _grid(plan: StreamPlan, epoch: int, cols: int, tile: int) -> bytes:
+    produced = plan.produce_batch(epoch, 0)
+    captions = label_texts(
+        plan.spec.class_mode, plan.source.class_names, produced.arrays, len(produced.sample_ids)
+    )
+    return render_grid(produced.arrays["x"], captions, cols, tile)
+
+
 @router.post(
     "/v1/stream",
     summary="Stream augmented batches as wire-protocol v1 frames",
@@ -137,19 +226,35 @@ async def stream(
         state.uploads,
         state.limits,
         state.reader,
-        state.count_skipped,
+        state.metrics,
     )
-    refusal = state.slots.refusal(request.state.owner)
+    owner = request.state.owner
+    refusal = state.slots.refusal(owner)
     if refusal is not None:
         raise BusyError(*refusal)
-    release = state.slots.acquire(request.state.owner)
+    release = state.slots.acquire(owner)
+    metrics = state.metrics
+    client = request.client
+    live = metrics.stream_started(
+        plan.source.name, f"{client.host}:{client.port}" if client else "?", owner
+    )
+
+    def close() -> None:
+        metrics.stream_ended(live)
+        release()
+
     frames = stream_frames(
         plan,
         state.pool,
         prefetch=state.settings.prefetch,
         heartbeat_s=state.settings.heartbeat_s,
         draining=lambda: state.draining,
+        on_batch=lambda images, nbytes: metrics.batch_sent(live, images, nbytes),
+        on_error=metrics.error,
     )
     return FrameStreamResponse(
-        frames, on_close=release, send_timeout_s=state.settings.send_timeout_s
+        frames,
+        on_close=close,
+        send_timeout_s=state.settings.send_timeout_s,
+        on_evict=lambda: metrics.error("stalled_client_evicted"),
     )

@@ -23,6 +23,8 @@ def server_config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn
         port=port,
         log_level=log_level,
         lifespan="on",
+        # The app logs each request itself, with its request id (logs.RequestLog).
+        access_log=False,
         # Streams get this long to send their go-away frames before they are cut.
         timeout_graceful_shutdown=5,
     )

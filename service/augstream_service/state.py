@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -11,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .catalog import Catalog
+from .metrics import Metrics
 from .pipeline import Limits
 from .producer import StreamSlots
 from .reader import ImageReader
@@ -32,19 +31,13 @@ class ServerState:
     uploads: UploadStore
     #: Reads and decodes dataset images through the shared caches.
     reader: ImageReader
+    #: Counters, stage timings and the live streams (``/metrics``, ``/v1/status``).
+    metrics: Metrics
     #: The API keys as bytes, ready for constant-time comparison (empty: no keys needed).
     api_keys: list[bytes] = field(default_factory=list)
     #: Set when the server is asked to stop: streams hand their clients over (go-away frames).
     draining: bool = False
-    #: Corrupt samples left out under a ``skip`` policy, per dataset, since the start.
-    skipped_samples: Counter[str] = field(default_factory=Counter)
-    _skip_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     executor: ThreadPoolExecutor | None = field(default=None)
-
-    def count_skipped(self, dataset: str, count: int) -> None:
-        """Record skipped samples (called from the worker threads)."""
-        with self._skip_lock:
-            self.skipped_samples[dataset] += count
 
     @property
     def pool(self) -> ThreadPoolExecutor:

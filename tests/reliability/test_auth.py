@@ -29,6 +29,9 @@ def test_api_keys_guard_everything_but_health(image_root: Path, counts: dict[str
                 ("POST", "/v1/stream"),
                 ("PUT", f"/v1/arrays/{'0' * 64}"),
                 ("GET", "/v1/server"),
+                ("GET", "/v1/status"),
+                ("GET", "/metrics"),
+                ("GET", "/v1/preview?dataset=pets"),
             ):
                 response = httpx.request(method, server.url + path, headers=headers, json={})
                 assert response.status_code == 401, (method, path, headers)
@@ -36,6 +39,7 @@ def test_api_keys_guard_everything_but_health(image_root: Path, counts: dict[str
                 assert "first-key" not in response.text and "second-key" not in response.text
                 counts["refused_401"] = counts.get("refused_401", 0) + 1
         assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready", "datasets": 1}
         with Client(server.url) as client, pytest.raises(AuthenticationError, match="API key"):
             client.datasets()
         with (
@@ -98,12 +102,18 @@ def test_keys_never_reach_the_logs(
     requests = 0
     for headers in ({}, {"Authorization": f"Bearer {key}x"}, {"Authorization": f"Bearer {key}"}):
         for body in ({"dataset": "odd", "batch_size": 2, "epochs": 1}, {"dataset": "nope"}):
-            httpx.post(f"{server.url}/v1/stream", json=body, headers=headers, timeout=30)
+            tagged = {**headers, "X-Request-ID": f"job-{requests}"}
+            httpx.post(f"{server.url}/v1/stream", json=body, headers=tagged, timeout=30)
             requests += 1
     server.stop()
     text = log.read_text()
     assert "POST /v1/stream" in text  # the log is there and has the requests
     assert key not in text
+    # One line per request, tagged with its id: refused ones, and the served stream's.
+    lines = [line for line in text.splitlines() if "augstream.request" in line]
+    assert any("[job-0]" in line and "POST /v1/stream 401" in line for line in lines)
+    assert any("[job-4]" in line and "POST /v1/stream 200" in line for line in lines)
+    assert any("[job-5]" in line and "POST /v1/stream 404" in line for line in lines)
     counts.update(requests=requests, log_lines=len(text.splitlines()), key_in_log=False)
 
 
