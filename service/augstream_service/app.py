@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import cv2
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .auth import KeyCheck
@@ -18,7 +19,7 @@ from .metrics import Metrics
 from .pipeline import Limits
 from .producer import StreamSlots
 from .reader import ImageReader
-from .routes import router
+from .routes import UI_DIR, router
 from .settings import Settings
 from .state import ServerState
 from .uploads import UploadStore
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         lifespan=lifespan,
     )
     app.state.augstream = state
+    # The preview page: static files, no build step (routes.page serves its index).
+    app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
     install_error_handlers(app, metrics)
     app.include_router(router)
     app.add_middleware(KeyCheck, keys=state.api_keys, on_refuse=metrics.error)

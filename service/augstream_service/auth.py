@@ -18,10 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["MAX_JSON_BYTES", "OPEN_PATHS", "KeyCheck"]
 
-#: Paths anyone may read: liveness, readiness (no names in it) and the API reference.
+#: Paths anyone may read: liveness, readiness (no names in it), the API reference, and the
+#: page (its files hold no data: it asks for a key and sends it with what it fetches).
 OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
+OPEN_PREFIX = "/ui/"
 #: A stream spec is a few hundred bytes; a POST body this large is not one.
 MAX_JSON_BYTES = 1 << 20
 _BEARER = [(b"www-authenticate", b"Bearer")]
@@ -61,7 +63,8 @@ class KeyCheck:
         self.on_refuse = on_refuse or (lambda kind: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

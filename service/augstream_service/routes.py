@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -25,10 +26,12 @@ from .producer import FrameStreamResponse, stream_frames
 from .samples import resolve_samples
 from .state import State
 
-__all__ = ["router"]
+__all__ = ["UI_DIR", "router"]
 
-#: All routes; with API keys, all but /healthz sit behind ``auth.KeyCheck``.
+#: All routes; with API keys, all but the open ones sit behind ``auth.KeyCheck``.
 router = APIRouter()
+#: The page's HTML, CSS and JavaScript.
+UI_DIR = pathlib.Path(__file__).parent / "ui"
 
 
 def _info(dataset: Dataset) -> dict[str, Any]:
@@ -40,6 +43,11 @@ def _info(dataset: Dataset) -> dict[str, Any]:
         "class_indices": listing.class_indices,
         "class_counts": dict(zip(listing.class_names, counts, strict=True)),
     }
+
+
+@router.get("/", summary="The preview and status page (needs no key)", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(UI_DIR / "index.html")
 
 
 @router.get("/healthz", summary="Liveness check (needs no key)")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from augstream import Client, InvalidSpecError, NotFoundError
+from augstream import Client, InvalidSpecError, NotFoundError, ServerError
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 
@@ -87,10 +87,12 @@ def test_errors_are_counted_by_kind(server: BackgroundServer) -> None:
             client.dataset("nope")
         with pytest.raises(InvalidSpecError):
             client.files(dataset="pets", classes=["wolf"])
-        with client.stream(dataset="broken", target_size=(8, 8), batch_size=4) as stream:
-            with pytest.raises(Exception, match="000.png"):
-                for _ in range(4):
-                    stream.next_batch(timeout=30)
+        with (
+            client.stream(dataset="broken", target_size=(8, 8), batch_size=4) as stream,
+            pytest.raises(ServerError, match=r"000\.png"),
+        ):
+            for _ in range(4):
+                stream.next_batch(timeout=30)
     samples = scrape(server.url)
     assert value(samples, "augstream_errors_total", kind="not_found") == 1
     assert value(samples, "augstream_errors_total", kind="invalid_spec") == 1
