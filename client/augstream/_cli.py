@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._commands import add_client_commands, run_client_command
+
 __all__ = ["main"]
 
 
@@ -25,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         serve.add_argument("rest", nargs=argparse.REMAINDER)
     else:
         add_serve_arguments(serve)
+    add_client_commands(commands)
     demo = commands.add_parser(
         "demo",
         help="train a Keras CNN on handwritten digits streamed from a local server",
@@ -41,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``augstream`` console script."""
     args = _parser().parse_args(argv)
+    if hasattr(args, "client_command"):
+        return run_client_command(args)
     if args.command == "serve":
         if getattr(args, "missing_service", False):
             print(

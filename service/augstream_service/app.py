@@ -19,10 +19,12 @@ from .metrics import Metrics
 from .pipeline import Limits
 from .producer import StreamSlots
 from .reader import ImageReader
-from .routes import UI_DIR, router
+from .routes import router
 from .settings import Settings
 from .state import ServerState
 from .uploads import UploadStore
+from .watch import UI_DIR
+from .watch import router as watch_router
 
 __all__ = ["create_app"]
 
@@ -78,9 +80,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         lifespan=lifespan,
     )
     app.state.augstream = state
-    # The preview page: static files, no build step (routes.page serves its index).
+    # The preview page: static files, no build step (watch.page serves its index).
     app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
     install_error_handlers(app, metrics)
+    app.include_router(watch_router)
     app.include_router(router)
     app.add_middleware(KeyCheck, keys=state.api_keys, on_refuse=metrics.error)
     # Outermost, so requests the key check refuses are logged too.

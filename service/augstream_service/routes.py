@@ -1,17 +1,13 @@
-"""Thin HTTP routes: validate, look up, hand over to the pipeline."""
+"""Thin HTTP routes for data: datasets, uploads, file listings and streams; validate, look
+up, hand over to the pipeline. (The routes for watching the server are in ``watch``.)"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import pathlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Path, Request
+from fastapi.openapi.models import Example
 from starlette.concurrency import run_in_threadpool
 
 from augstream.spec import StreamSpec
@@ -20,18 +16,54 @@ from augstream.wire import PROTOCOL_VERSION
 from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
 from .errors import BusyError
-from .pipeline import StreamPlan, make_plan
-from .preview import MAX_TILE, label_texts, preview_fields, render_grid
+from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
 from .samples import resolve_samples
 from .state import State
 
-__all__ = ["UI_DIR", "router"]
+__all__ = ["router"]
 
-#: All routes; with API keys, all but the open ones sit behind ``auth.KeyCheck``.
+#: With API keys, all these sit behind ``auth.KeyCheck``.
 router = APIRouter()
-#: The page's HTML, CSS and JavaScript.
-UI_DIR = pathlib.Path(__file__).parent / "ui"
+
+#: Specs shown in the API reference (``/docs``), ready to try.
+SPEC_EXAMPLES: dict[str, Example] = {
+    "augmented": {
+        "summary": "A folder dataset, augmented as in Keras' tutorials",
+        "value": {
+            "dataset": "pets",
+            "target_size": [224, 224],
+            "batch_size": 32,
+            "seed": 1,
+            "rotation_range": 20,
+            "width_shift_range": 0.1,
+            "height_shift_range": 0.1,
+            "zoom_range": 0.1,
+            "horizontal_flip": True,
+            "rescale": 0.00392156862745098,
+        },
+    },
+    "validation": {
+        "summary": "The validation subset, one pass, not shuffled",
+        "value": {
+            "dataset": "pets",
+            "target_size": [224, 224],
+            "validation_split": 0.2,
+            "subset": "validation",
+            "shuffle": False,
+            "epochs": 1,
+        },
+    },
+    "resume-shard": {
+        "summary": "Shard 1 of 4 (one per GPU worker), resumed at epoch 3, batch 120",
+        "value": {
+            "dataset": "pets",
+            "seed": 7,
+            "shard": {"index": 1, "count": 4},
+            "start": {"epoch": 3, "batch": 120},
+        },
+    },
+}
 
 
 def _info(dataset: Dataset) -> dict[str, Any]:
@@ -45,61 +77,12 @@ def _info(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-@router.get("/", summary="The preview and status page (needs no key)", include_in_schema=False)
-async def page() -> FileResponse:
-    return FileResponse(UI_DIR / "index.html")
-
-
-@router.get("/healthz", summary="Liveness check (needs no key)")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@router.get(
-    "/readyz",
-    summary="Readiness (needs no key): the worker pool runs and every dataset can be listed",
-    responses={503: {"description": "Not ready; the log says which dataset failed"}},
-)
-def readyz(state: State) -> JSONResponse:
-    unavailable = 0
-    for name in state.catalog.names():
-        try:
-            state.catalog.get(name).listing  # noqa: B018 - listing is what is checked
-        except DatasetUnavailableError:
-            unavailable += 1  # the catalog logged why; an open route names nothing
-    pool = state.executor is not None
-    body = {"status": "ready", "datasets": len(state.catalog.names())}
-    if unavailable or not pool:
-        body = {
-            "status": "not ready",
-            "unavailable_datasets": unavailable,
-            "pool": "running" if pool else "stopped",
-        }
-    return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics: images, batches, bytes, streams, stage timings, caches, errors",
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
-)
-def metrics(state: State) -> Response:
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get(
-    "/v1/status",
-    summary="Live status: the streams being sent (dataset, client, rates), totals, caches, errors",
-)
-def status(state: State) -> dict[str, Any]:
-    return {"version": __version__, **state.metrics.status()}
-
-
 @router.get(
     "/v1/server", summary="Version, protocol, the limits a client must respect, streams running"
 )
 def server_info(state: State) -> dict[str, Any]:
+    """What a client checks before it streams: the protocol version it must speak and the
+    limits its specs and uploads must respect."""
     settings = state.settings
     return {
         "version": __version__,
@@ -119,6 +102,8 @@ def server_info(state: State) -> dict[str, Any]:
 
 @router.get("/v1/datasets", summary="The datasets this server offers")
 def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
+    """Every dataset that can be listed now, with its sample count and classes (Keras'
+    ``class_indices``). A dataset whose store is down is left out (the log says why)."""
     infos = []
     for name in state.catalog.names():
         # One unavailable dataset must not hide the others; it is logged by the catalog.
@@ -129,6 +114,8 @@ def list_datasets(state: State) -> dict[str, list[dict[str, Any]]]:
 
 @router.get("/v1/datasets/{name}", summary="One dataset: sample count and class indices")
 def get_dataset(name: str, state: State) -> dict[str, Any]:
+    """One dataset; 404 naming the datasets there are if ``name`` is not one, 502/503 if its
+    store cannot be listed."""
     return _info(state.catalog.get(name))
 
 
@@ -137,12 +124,16 @@ def get_dataset(name: str, state: State) -> dict[str, Any]:
     summary="List a dataset again (new and replaced files are seen; running streams keep theirs)",
 )
 def refresh_dataset(name: str, state: State) -> dict[str, Any]:
+    """List the dataset again now rather than when its listing expires; streams already
+    running keep the files they started with."""
     state.catalog.get(name).refresh()
     return _info(state.catalog.get(name))
 
 
 @router.get("/v1/cache", summary="Decodes, store reads, and the shared caches' hits and misses")
 def cache_figures(state: State) -> dict[str, Any]:
+    """Images decoded and files read so far, and each cache's hits, misses, evictions and
+    bytes held (file bytes; decoded images at each target size)."""
     return state.reader.figures()
 
 
@@ -151,6 +142,8 @@ Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of 
 
 @router.get("/v1/arrays/{digest}", summary="Whether an uploaded array is here, and its shape")
 def array_info(state: State, digest: Digest) -> dict[str, Any]:
+    """200 with its dtype and shape if the array is stored (so a client need not send it
+    again), 404 if not."""
     return state.uploads.info(digest).as_dict()
 
 
@@ -160,6 +153,9 @@ def array_info(state: State, digest: Digest) -> dict[str, Any]:
     status_code=201,
 )
 async def upload_array(state: State, digest: Digest, request: Request) -> dict[str, Any]:
+    """The body is the array's ``.npy`` bytes (numbers, booleans or text; C order; at most
+    ``max_upload_bytes``); the server checks that their SHA-256 is ``digest``. Specs name
+    uploaded arrays by digest in ``arrays`` (``flow(x, y)``, ``flow_from_dataframe``)."""
     length = request.headers.get("content-length")
     info = await state.uploads.put(
         digest, request.stream(), int(length) if length and length.isdigit() else None
@@ -168,7 +164,11 @@ async def upload_array(state: State, digest: Digest, request: Request) -> dict[s
 
 
 @router.post("/v1/files", summary="The files and labels a spec streams from, in sample-id order")
-def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, Any]:
+def list_files(
+    state: State, spec: Annotated[StreamSpec, Body(openapi_examples=SPEC_EXAMPLES)]
+) -> dict[str, Any]:
+    """Keras' ``filenames`` and ``classes`` for this spec (subset, classes and shard
+    applied), in the order of sample ids."""
     source = resolve_samples(spec, state.catalog, state.uploads, state.limits, state.reader)
     return {
         "class_indices": {name: i for i, name in enumerate(source.class_names)},
@@ -176,57 +176,32 @@ def list_files(state: State, spec: Annotated[StreamSpec, Body()]) -> dict[str, A
     }
 
 
-@router.get(
-    "/v1/preview",
-    summary="A PNG grid of augmented samples with their labels (the same spec as a stream)",
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "The grid"}},
-)
-async def preview(
-    state: State,
-    request: Request,
-    spec: Annotated[
-        str,
-        Query(
-            description="The stream spec as a JSON object; any spec field may also be given "
-            "as its own parameter (a JSON value or plain text), which wins",
-            examples=['{"dataset": "pets", "target_size": [96, 96], "rotation_range": 20}'],
-        ),
-    ] = "{}",
-    rows: Annotated[int, Query(ge=1, le=8)] = 4,
-    cols: Annotated[int, Query(ge=1, le=16)] = 8,
-    epoch: Annotated[int, Query(ge=0, description="Which epoch's first batch to show")] = 0,
-    tile: Annotated[int, Query(ge=16, le=MAX_TILE, description="Smallest tile, pixels")] = 96,
-) -> Response:
-    try:
-        fields = preview_fields(spec, request.query_params, rows=rows, cols=cols, epoch=epoch)
-        parsed = StreamSpec.model_validate(fields)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
-    plan = await run_in_threadpool(
-        make_plan, parsed, state.catalog, state.uploads, state.limits, state.reader, state.metrics
-    )
-    png = await asyncio.wrap_future(state.pool.submit(_grid, plan, epoch, cols, tile))
-    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-
-def _grid(plan: StreamPlan, epoch: int, cols: int, tile: int) -> bytes:
-    produced = plan.produce_batch(epoch, 0)
-    captions = label_texts(
-        plan.spec.class_mode, plan.source.class_names, produced.arrays, len(produced.sample_ids)
-    )
-    return render_grid(produced.arrays["x"], captions, cols, tile)
-
-
 @router.post(
     "/v1/stream",
     summary="Stream augmented batches as wire-protocol v1 frames",
     response_class=FrameStreamResponse,
     status_code=200,
+    responses={
+        200: {"content": {"application/vnd.augstream.v1": {}}},
+        401: {"description": "No API key, or a wrong one"},
+        404: {"description": "Unknown dataset or uploaded array"},
+        422: {"description": "A field of the spec is wrong; the message names it"},
+        429: {"description": "This key already runs its most streams (Retry-After)"},
+        503: {"description": "At the server's stream limit, or the store is down (Retry-After)"},
+    },
 )
 async def stream(
-    state: State, spec: Annotated[StreamSpec, Body()], request: Request
+    state: State,
+    spec: Annotated[StreamSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    request: Request,
 ) -> FrameStreamResponse:
+    """The response body is a sequence of frames (see docs/protocol.md): a header (the
+    resolved spec, its seed, array shapes, class indices), then batches in order, with
+    heartbeats while a slow batch is made, and an end frame when ``epochs`` is set. A
+    problem found before the first byte is an HTTP error (422 naming the field, 404, 429 or
+    503 with Retry-After); one found later is an error frame. On shutdown a go-away frame
+    names the next batch, from which the client resumes (``start``) without loss.
+    """
     plan = await run_in_threadpool(
         make_plan,
         spec,
