@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import re
 import struct
 import sys
 import time
@@ -35,9 +34,6 @@ _BATCH_TIMEOUT_S = 120.0
 _WARMUP_BATCHES = 2
 #: Classes listed per dataset in the table (``--json`` has them all).
 _CLASSES_SHOWN = 8
-# Server errors end with "(HTTP 404 from URL)"; a preview's URL carries the whole spec
-# percent-encoded in its query, which would bury the message on a terminal.
-_URL_QUERY = re.compile(r"\?[^\s)]*(?=\)$)")
 
 
 # --- arguments ----------------------------------------------------------------------------
@@ -289,7 +285,7 @@ def _explain(exc: Exception, args: argparse.Namespace) -> str | None:
     if isinstance(exc, ValidationError):
         return f"invalid stream spec: {_problems(exc)}"
     if isinstance(exc, AugstreamError | TimeoutError):
-        return _URL_QUERY.sub("", str(exc))
+        return str(exc)
     return None
 
 

@@ -32,7 +32,9 @@ def _message(response: httpx.Response) -> str:
 def error_from_response(response: httpx.Response) -> ServerError:
     """The exception that an error response stands for (its body must have been read)."""
     status = response.status_code
-    message = f"{_message(response)} (HTTP {status} from {response.request.url})"
+    # The query is left out: a preview's carries a whole spec, and the message names the field.
+    url = response.request.url.copy_with(query=None)
+    message = f"{_message(response)} (HTTP {status} from {url})"
     if status == 401:
         return AuthenticationError(message, status=status, kind="unauthorized")
     if status == 422:
