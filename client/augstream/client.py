@@ -6,15 +6,16 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from ._exceptions import BusyError, TooLargeError
 from ._http import error_from_response
-from ._npy import encode_npy
+from ._npy import NpyPayload, encode_npy
 from .info import DatasetInfo, FileListing, ServerInfo
-from .spec import StreamSpec
+from .spec import MAX_REPLICAS, StreamSpec
 from .stream import RetryPolicy, Stream
 
 __all__ = ["Client"]
@@ -27,34 +28,46 @@ def _resolve(spec: StreamSpec | None, fields: dict[str, Any]) -> StreamSpec:
 
 
 class Client:
-    """A connection to one augstream server.
+    """A connection to an augstream server, or to several replicas serving the same data.
 
-    ``url`` defaults to the ``AUGSTREAM_URL`` environment variable; ``api_key`` (default
-    ``AUGSTREAM_API_KEY``) is sent as a bearer token. ``timeout`` is the longest silence
-    tolerated on a connection; servers send heartbeats well within it.
+    ``url`` defaults to the ``AUGSTREAM_URL`` environment variable (replicas separated by
+    commas); ``api_key`` (default ``AUGSTREAM_API_KEY``) is sent as a bearer token.
+    ``timeout`` is the longest silence tolerated on a connection; servers send heartbeats
+    well within it. With several URLs, each stream is spread over the replicas (every
+    batch still arrives once, in order, byte-identical) and uploads go to each of them;
+    other requests go to the first.
     """
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         api_key: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        url = url or os.environ.get("AUGSTREAM_URL")
-        if not url:
+        given = url if url is not None else os.environ.get("AUGSTREAM_URL", "")
+        urls = given.split(",") if isinstance(given, str) else list(given)
+        urls = [u.strip().rstrip("/") for u in urls if u.strip()]
+        if not urls:
             raise ValueError("no server URL: pass Client(url) or set AUGSTREAM_URL")
-        self.url = url.rstrip("/")
+        if len(urls) > MAX_REPLICAS:
+            raise ValueError(f"at most {MAX_REPLICAS} replicas, got {len(urls)} URLs")
+        self.urls = urls
+        self.url = urls[0]
         api_key = api_key if api_key is not None else os.environ.get("AUGSTREAM_API_KEY")
         self.api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._retry = retry or RetryPolicy()
-        self._http = httpx.Client(
-            base_url=self.url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            headers={"User-Agent": "augstream-client"},
-        )
+        self._https = [
+            httpx.Client(
+                base_url=one,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                headers={"User-Agent": "augstream-client"},
+            )
+            for one in urls
+        ]
+        self._http = self._https[0]
 
     def _get(self, path: str) -> Any:
         response = self._http.get(path, headers=self._headers)
@@ -74,23 +87,32 @@ class Client:
         return ServerInfo.model_validate(self._get("/v1/server"))
 
     def upload(self, array: Any) -> str:
-        """Store ``array`` on the server (once: the same content is never sent twice) and
-        return its name, the SHA-256 of its ``.npy`` encoding, for a spec's ``arrays``.
+        """Store ``array`` on the server, or on each replica (once: the same content is never
+        sent twice) and return its name, the SHA-256 of its ``.npy`` encoding, for a spec's
+        ``arrays``.
 
         Numbers, booleans and text (file names) are accepted; ``TooLargeError`` if the array
         is over the server's upload limit.
         """
         payload = encode_npy(array)
-        response = self._http.get(f"/v1/arrays/{payload.digest}", headers=self._headers)
+        for http in self._https:
+            self._upload(http, payload)
+        return payload.digest
+
+    def _upload(self, http: httpx.Client, payload: NpyPayload) -> None:
+        response = http.get(f"/v1/arrays/{payload.digest}", headers=self._headers)
         if response.status_code == 200:
-            return payload.digest
+            return
         if response.status_code != 404:
             raise error_from_response(response)
         # Refuse here what the server would refuse, before sending gigabytes to hear it.
-        limit = self.server_info().limits.get("max_upload_bytes")
+        info = http.get("/v1/server", headers=self._headers)
+        if info.status_code != 200:
+            raise error_from_response(info)
+        limit = ServerInfo.model_validate(info.json()).limits.get("max_upload_bytes")
         if limit is not None and payload.nbytes > limit:
             raise TooLargeError(
-                f"the array is {payload.nbytes} bytes as .npy; {self.url} accepts uploads of "
+                f"the array is {payload.nbytes} bytes as .npy; {http.base_url} accepts uploads of "
                 f"at most {limit} bytes",
                 status=413,
                 kind="too_large",
@@ -103,11 +125,11 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
-            response = self._http.put(
+            response = http.put(
                 f"/v1/arrays/{payload.digest}", content=payload.chunks(), headers=headers
             )
             if response.status_code in (200, 201):
-                return payload.digest
+                return
             error = error_from_response(response)
             # The server receives a few uploads at a time; wait for a turn, as streams do.
             if not isinstance(error, BusyError) or attempt > self._retry.attempts:
@@ -177,12 +199,13 @@ class Client:
         if resolved.seed is None:
             resolved = resolved.with_seed(secrets.randbelow(2**31))
         return Stream(
-            self._http, resolved, headers=self._headers, prefetch=prefetch, retry=self._retry
+            self._https, resolved, headers=self._headers, prefetch=prefetch, retry=self._retry
         )
 
     def close(self) -> None:
         """Close the HTTP connections (open streams stop working)."""
-        self._http.close()
+        for http in self._https:
+            http.close()
 
     def __enter__(self) -> Client:
         return self

@@ -50,7 +50,8 @@ class ImageDataGenerator:
     """Keras' ``ImageDataGenerator``, with the work done by an augstream server.
 
     Takes the legacy constructor's arguments (same names, same defaults) plus ``server``
-    (default: the ``AUGSTREAM_URL`` environment variable), ``api_key`` and ``compat``
+    (a URL, a list of replicas' URLs, or a ``Client``; default: the ``AUGSTREAM_URL``
+    environment variable), ``api_key`` and ``compat``
     (``"documented"``, the default, or ``"keras-legacy"`` to reproduce the legacy
     implementation's quirks). ``flow_from_directory``'s ``directory`` names a dataset the
     server offers.
@@ -82,7 +83,7 @@ class ImageDataGenerator:
         interpolation_order: int = 1,
         dtype: str | None = None,
         *,
-        server: str | Client | None = None,
+        server: str | Sequence[str] | Client | None = None,
         api_key: str | None = None,
         compat: Literal["documented", "keras-legacy"] = "documented",
     ) -> None:

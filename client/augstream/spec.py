@@ -42,6 +42,8 @@ Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "bo
 
 #: Largest accepted image side in pixels; a server may enforce a lower limit.
 MAX_SIDE = 8192
+#: Most servers one stream can be spread over.
+MAX_REPLICAS = 64
 
 _CHANNELS: dict[str, int] = {"grayscale": 1, "rgb": 3, "rgba": 4}
 
@@ -152,6 +154,9 @@ class StreamSpec(_Frozen):
     keep_aspect_ratio: bool = False
     dtype: Literal["uint8", "float32"] | None = None
     start: Position = Position()
+    #: Every ``stride``-th batch from ``start``: one replica's part of a stream spread over
+    #: ``stride`` servers (``Client`` with several URLs sets it; the batches are unchanged).
+    stride: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = 1
     shard: Shard = Shard()
     epochs: Annotated[int, Field(ge=1)] | None = None
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -301,9 +306,12 @@ class StreamSpec(_Frozen):
         out)."""
         return self.model_dump(mode="json", exclude_defaults=True)
 
-    def with_start(self, epoch: int, batch: int) -> StreamSpec:
-        """The same stream, starting at ``(epoch, batch)``."""
-        return self._updated(start={"epoch": epoch, "batch": batch})
+    def with_start(self, epoch: int, batch: int, stride: int | None = None) -> StreamSpec:
+        """The same stream, starting at ``(epoch, batch)`` (every ``stride``-th batch)."""
+        changes: dict[str, Any] = {"start": {"epoch": epoch, "batch": batch}}
+        if stride is not None:
+            changes["stride"] = stride
+        return self._updated(**changes)
 
     def with_seed(self, seed: int) -> StreamSpec:
         """The same stream with a fixed ``seed``."""

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,10 +83,16 @@ class RetryPolicy:
         return max(delay, cause.retry_after) if isinstance(cause, BusyError) else delay
 
 
-def following(position: tuple[int, int], per_epoch: int) -> tuple[int, int]:
-    """The ``(epoch, batch)`` after ``position`` in a stream of ``per_epoch`` batches."""
-    epoch, batch = position[0], position[1] + 1
-    return (epoch + 1, 0) if batch == per_epoch else (epoch, batch)
+def following(position: tuple[int, int], per_epoch: int, step: int = 1) -> tuple[int, int]:
+    """The ``(epoch, batch)`` ``step`` batches after ``position`` in a stream of
+    ``per_epoch`` batches per epoch."""
+    epoch, batch = divmod(position[0] * per_epoch + position[1] + step, per_epoch)
+    return epoch, batch
+
+
+def _rotated(https: Sequence[httpx.Client], first: int) -> list[httpx.Client]:
+    """The replicas in the order one sub-stream tries them: its own, then the next ones."""
+    return [*https[first:], *https[:first]]
 
 
 _END = object()
@@ -148,11 +154,13 @@ def _read_header(first: Frame | None) -> StreamHeader:
 
 
 def _connect(
-    http: httpx.Client, spec: StreamSpec, headers: dict[str, str], retry: RetryPolicy
+    https: Sequence[httpx.Client], spec: StreamSpec, headers: dict[str, str], retry: RetryPolicy
 ) -> _Connection:
-    """Open a stream, retrying transient failures as a reconnect would."""
+    """Open a stream on the first replica, retrying transient failures as a reconnect would
+    (each retry on the next replica)."""
     failures = 0
     while True:
+        http = https[failures % len(https)]
         try:
             return _Connection(http, spec, headers)
         except _RETRYABLE as exc:
@@ -200,13 +208,15 @@ class _Reader:
 
     def __init__(
         self,
-        http: httpx.Client,
+        https: list[httpx.Client],
         connection: _Connection,
         headers: dict[str, str],
         prefetch: int,
         retry: RetryPolicy,
     ) -> None:
-        self._http = http
+        #: Its own replica first; a reconnect tries the next one (a dead replica's batches
+        #: move to the others).
+        self._https = https
         self._headers = headers
         self._connection: _Connection | None = connection
         self._retry = retry
@@ -221,7 +231,8 @@ class _Reader:
         self._thread.start()
 
     def _advance(self) -> None:
-        self._next = following(self._next, self.header.batches_per_epoch)
+        spec = self.header.spec
+        self._next = following(self._next, self.header.batches_per_epoch, spec.stride)
 
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():
@@ -287,7 +298,8 @@ class _Reader:
                 return None
             try:
                 spec = self.header.spec.with_start(*self._next)
-                connection = _Connection(self._http, spec, self._headers)
+                http = self._https[self._failures % len(self._https)]
+                connection = _Connection(http, spec, self._headers)
             except _RETRYABLE as exc:
                 cause = exc
                 continue
@@ -341,52 +353,85 @@ class _Reader:
             self.queue.put_nowait(_CLOSED)
 
 
+def _stop_all(readers: list[_Reader]) -> None:
+    for reader in readers:
+        reader.stop()
+
+
 class Stream(Iterator[Any]):
     """An endless (or, with ``epochs``, finite) iterator of ``(x, y)`` NumPy batches.
 
     ``len(stream)`` is the number of batches per epoch, as Keras expects from its
     iterators; ``next(stream)`` never stops for an endless stream.
+
+    Given several replicas (``http`` a sequence), the stream is spread over them: replica
+    ``i`` makes every ``n``-th batch from the ``i``-th on, and the batches are delivered in
+    order, byte-identical to one server's. When a replica fails, its part moves to the next.
     """
 
     def __init__(
         self,
-        http: httpx.Client,
+        http: httpx.Client | Sequence[httpx.Client],
         spec: StreamSpec,
         *,
         headers: dict[str, str] | None = None,
         prefetch: int = 4,
         retry: RetryPolicy | None = None,
     ) -> None:
+        https = [http] if isinstance(http, httpx.Client) else list(http)
         headers = dict(headers or {})
         retry = retry or RetryPolicy()
-        connection = _connect(http, spec, headers, retry)
-        self._reader = _Reader(http, connection, headers, max(1, prefetch), retry)
-        self._finalizer = weakref.finalize(self, self._reader.stop)
+        replicas = len(https)
+        start = (spec.start.epoch, spec.start.batch)
+        first = _connect(https, spec.with_start(*start, stride=replicas), headers, retry)
+        self._readers: list[_Reader] = []
+        # Stopped even when the stream is dropped without close().
+        self._finalizer = weakref.finalize(self, _stop_all, self._readers)
+        header = first.header
+        per_epoch = header.batches_per_epoch
+        self._readers.append(_Reader(https, first, headers, max(1, prefetch), retry))
+        for offset in range(1, replicas):
+            position = following(start, per_epoch, offset)
+            if header.spec.epochs is not None and position[0] >= header.spec.epochs:
+                break  # a short finite stream: this part would be empty
+            connection = _connect(
+                _rotated(https, offset),
+                header.spec.with_start(*position, stride=replicas),
+                headers,
+                retry,
+            )
+            _check_same_stream(header, connection)
+            self._readers.append(
+                _Reader(_rotated(https, offset), connection, headers, max(1, prefetch), retry)
+            )
+        self._replicas = replicas
+        self._turn = 0
+        # The stream as one server would describe it.
+        self._header = header.model_copy(update={"spec": header.spec.with_start(*start, stride=1)})
         self._failed: BaseException | None = None
         self._done = False
         self._closed = False
-        start = self._reader.header.spec.start
-        self._position = (start.epoch, start.batch)
+        self._position = start
 
     @property
     def header(self) -> StreamHeader:
         """The stream's header as the server sent it."""
-        return self._reader.header
+        return self._header
 
     @property
     def spec(self) -> StreamSpec:
         """The resolved spec (with the seed the stream uses)."""
-        return self._reader.header.spec
+        return self._header.spec
 
     @property
     def class_indices(self) -> dict[str, int]:
         """Class name -> label index."""
-        return dict(self._reader.header.class_indices)
+        return dict(self._header.class_indices)
 
     @property
     def samples(self) -> int:
         """Images per epoch in this stream (its shard's share)."""
-        return self._reader.header.samples
+        return self._header.samples
 
     @property
     def batch_size(self) -> int:
@@ -401,10 +446,10 @@ class Stream(Iterator[Any]):
     @property
     def reconnects(self) -> int:
         """How many times the stream reconnected after a failure."""
-        return self._reader.reconnects
+        return sum(reader.reconnects for reader in self._readers)
 
     def __len__(self) -> int:
-        return self._reader.header.batches_per_epoch
+        return self._header.batches_per_epoch
 
     def __iter__(self) -> Stream:
         return self
@@ -429,14 +474,18 @@ class Stream(Iterator[Any]):
             raise StopIteration
         if self._closed:
             raise StreamClosedError("the stream is closed")
+        if self._turn >= len(self._readers):  # the part that would start past the end
+            self._done = True
+            raise StopIteration
+        reader = self._readers[self._turn]
         try:
-            item = self._reader.queue.get(timeout=timeout)
+            item = reader.queue.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError(f"no batch within {timeout} s") from None
         if item is _END or item is _CLOSED or isinstance(item, BaseException):
             # Final states stay in the queue, so every consumer thread sees them.
             with contextlib.suppress(queue.Full):
-                self._reader.queue.put_nowait(item)
+                reader.queue.put_nowait(item)
         if item is _CLOSED:
             raise StreamClosedError("the stream is closed")
         if item is _END:
@@ -447,6 +496,7 @@ class Stream(Iterator[Any]):
             raise item
         batch: Batch = item
         self._position = following((batch.epoch, batch.index), len(self))
+        self._turn = (self._turn + 1) % self._replicas
         return batch
 
     def __next__(self) -> Any:

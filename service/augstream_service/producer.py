@@ -159,7 +159,9 @@ async def stream_frames(
     """
     yield encode_json_frame(FrameKind.HEADER, plan.header())
     spec = plan.spec
-    todo = positions(spec.start.epoch, spec.start.batch, plan.batches_per_epoch, spec.epochs)
+    todo = positions(
+        spec.start.epoch, spec.start.batch, plan.batches_per_epoch, spec.epochs, spec.stride
+    )
     pending: deque[tuple[tuple[int, int], Future[EncodedBatch]]] = deque()
     sent = 0
     upcoming: tuple[int, int] | None = None

@@ -72,19 +72,20 @@ def batch_indices(
 
 
 def positions(
-    start_epoch: int, start_batch: int, per_epoch: int, epochs: int | None
+    start_epoch: int, start_batch: int, per_epoch: int, epochs: int | None, stride: int = 1
 ) -> Iterator[tuple[int, int]]:
-    """``(epoch, batch)`` pairs from a start position to the end (forever if ``epochs`` is None)."""
+    """``(epoch, batch)`` pairs from a start position to the end (forever if ``epochs`` is
+    None), every ``stride``-th one: the part of a stream one of ``stride`` replicas serves."""
     if per_epoch <= 0:
         return
-    epoch, batch = start_epoch, start_batch
-    if batch >= per_epoch:
-        raise IndexError(f"start batch {batch} out of range: an epoch has {per_epoch} batches")
-    while epochs is None or epoch < epochs:
-        yield epoch, batch
-        batch += 1
-        if batch == per_epoch:
-            epoch, batch = epoch + 1, 0
+    if start_batch >= per_epoch:
+        raise IndexError(
+            f"start batch {start_batch} out of range: an epoch has {per_epoch} batches"
+        )
+    index = start_epoch * per_epoch + start_batch
+    while epochs is None or index < epochs * per_epoch:
+        yield divmod(index, per_epoch)
+        index += stride
 
 
 def sample_rng(seed: int, epoch: int, sample_id: int) -> np.random.Generator:

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from augstream import Client, InvalidSpecError, NotFoundError, ServerError
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
+from augstream_service.metrics import STAGES
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -60,7 +61,7 @@ def test_metrics_move_as_a_stream_runs_and_status_shows_it(server: BackgroundSer
     assert value(during, "augstream_batches_total", dataset="pets") >= 6
     assert value(during, "augstream_images_total", dataset="pets") >= 24
     assert value(during, "augstream_sent_bytes_total", dataset="pets") >= 6 * 4 * 32 * 32 * 3
-    for stage in ("read", "decode", "augment", "encode"):
+    for stage in STAGES:
         assert value(during, "augstream_stage_seconds_count", stage=stage) > 0, stage
     assert value(during, "augstream_decodes_total") >= 19
     assert value(during, "augstream_cache_lookups_total", cache="images", result="miss") >= 19

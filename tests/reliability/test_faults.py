@@ -32,14 +32,16 @@ QUICK = RetryPolicy(attempts=8, backoff_s=0.01, max_backoff_s=0.1)
 
 @pytest.fixture(scope="module")
 def port(odd_root: Path) -> Iterator[int]:
-    # Heartbeats every 0.3 s: a healthy connection is never silent for the client's 2 s.
+    # Heartbeats every 0.3 s: a healthy connection is never silent for the client's 5 s.
     app = create_app(Settings(datasets=[odd_root], threads=2, heartbeat_s=0.3))
     with BackgroundServer(app) as server:
         yield server.port
 
 
 def _read(url: str) -> tuple[list[Batch], int]:
-    with Client(url, retry=QUICK, timeout=2) as client, client.stream(**SPEC) as stream:
+    # 5 s of silence counts as a frozen connection: well above what a loaded machine adds
+    # between heartbeats (0.3 s), so only the injected freezes trip it.
+    with Client(url, retry=QUICK, timeout=5) as client, client.stream(**SPEC) as stream:
         got = [stream.next_batch(timeout=60) for _ in range(len(stream))]
         with pytest.raises(StopIteration):
             stream.next_batch(timeout=60)

@@ -28,7 +28,9 @@ SPEC = dict(
 PATIENT = RetryPolicy(attempts=60, backoff_s=0.05, max_backoff_s=0.5)
 
 
-def _read_all(url: str, interrupt: dict[int, Any] | None = None) -> tuple[list[Batch], int]:
+def _read_all(
+    url: str | list[str], interrupt: dict[int, Any] | None = None
+) -> tuple[list[Batch], int]:
     """Every batch of the finite stream; ``interrupt[n]`` runs after the n-th batch."""
     got: list[Batch] = []
     with Client(url, retry=PATIENT, timeout=10) as client, client.stream(**SPEC) as stream:
@@ -77,3 +79,18 @@ def test_exactly_once_across_two_server_deaths(
     _check(got, reference, counts)
     counts.update(deaths=2, signal=how, reconnects=reconnects, server_starts=server.starts)
     assert reconnects >= 2
+
+
+def test_a_replica_killed_mid_epoch_hands_its_batches_to_the_others(
+    odd_root: Path, server_process: type[ServerProcess], counts: dict[str, Any]
+) -> None:
+    cold = {"AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
+    servers = [server_process(odd_root, **cold).start() for _ in range(3)]
+    reference, _ = _read_all(servers[0].url)
+    # The second replica dies for good after the 11th batch; its part moves to the third.
+    got, reconnects = _read_all(
+        [server.url for server in servers], {11: lambda: servers[1].kill(signal.SIGKILL)}
+    )
+    _check(got, reference, counts)
+    counts.update(replicas=3, killed=1, reconnects=reconnects)
+    assert reconnects >= 1

@@ -188,6 +188,23 @@ def test_positions_with_no_batches_per_epoch_are_empty_even_when_endless() -> No
     assert list(positions(0, 0, 0, None)) == []
 
 
+@pytest.mark.parametrize("stride", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("epochs", [1, 3, None])
+def test_strided_positions_interleave_into_the_whole_stream(
+    stride: int, epochs: int | None
+) -> None:
+    """``stride`` replicas, the i-th starting i batches later, serve the stream between them:
+    every position exactly once, in turn."""
+    per_epoch, start = 4, (1, 1) if epochs != 1 else (0, 1)
+    whole = list(itertools.islice(positions(*start, per_epoch, epochs), 40))
+    parts = []
+    for offset in range(stride):
+        first = divmod(start[0] * per_epoch + start[1] + offset, per_epoch)
+        parts.append(list(itertools.islice(positions(*first, per_epoch, epochs, stride), 40)))
+    merged = [part[i] for i in range(40) for part in parts if i < len(part)][: len(whole)]
+    assert merged == whole
+
+
 def test_positions_refuse_a_start_batch_past_the_epoch() -> None:
     with pytest.raises(IndexError, match="3"):
         next(positions(0, 3, 3, None))

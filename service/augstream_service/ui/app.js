@@ -48,6 +48,7 @@ function augmentation() {
   }
   if (field("fill_mode").value !== "nearest") out.fill_mode = field("fill_mode").value;
   if (out.fill_mode === "constant" && number("cval") > 0) out.cval = number("cval");
+  if (number("interpolation_order") !== 1) out.interpolation_order = number("interpolation_order");
   return out;
 }
 

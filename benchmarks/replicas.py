@@ -1,0 +1,96 @@
+"""One stream spread over 1, 2 and 3 local replicas (separate server processes, as behind a
+compose file), on the same machine, in one run.
+
+    .venv/bin/python -m benchmarks.replicas [--images 300] [--size 256] [--threads 1]
+
+Each replica is an ``augstream serve`` process with ``--threads`` workers and caches off (every
+image decoded, as on a first epoch); the client reads one epoch per setting and prints images
+per second and the ratio to one replica. On a 2-core machine little gain is possible: the
+point is that the method holds (the same batches, spread), and what it costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from augstream import Client
+from benchmarks.remote_cache import write_images
+
+SPEC = {
+    "dataset": "photos",
+    "target_size": (128, 128),
+    "batch_size": 16,
+    "rotation_range": 15,
+    "horizontal_flip": True,
+    "epochs": 1,
+    "seed": 3,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(root: Path, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
+    command = [sys.executable, "-m", "augstream._cli", "serve", str(root), "--port", str(port)]
+    command += ["--threads", str(threads), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("augstream serve did not come up")
+
+
+def one_epoch(urls: list[str]) -> float:
+    images = 0
+    started = time.perf_counter()
+    with Client(urls) as client, client.stream(**SPEC) as stream:
+        for _ in range(len(stream)):
+            images += len(stream.next_batch(timeout=120).sample_ids)
+    return images / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "photos"
+        write_images(root, args.images, args.size)
+        servers = [start_server(root, args.threads) for _ in range(3)]
+        try:
+            urls = [url for _, url in servers]
+            one_epoch(urls[:1])  # warm the page cache and the processes
+            rates = {n: one_epoch(urls[:n]) for n in (1, 2, 3)}
+        finally:
+            for process, _ in servers:
+                process.terminate()
+                process.wait(timeout=30)
+    print(f"{args.images} JPEGs {args.size}px -> 128px, {args.threads} thread(s) per replica")
+    for n, rate in rates.items():
+        print(f"{n} replica(s): {rate:7.1f} images/s  ({rate / rates[1]:.2f}x one replica)")
+
+
+if __name__ == "__main__":
+    main()
