@@ -25,3 +25,37 @@ def test_static_checks(command: list[str]) -> None:
         [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# No Docker engine here: the deployment files are checked by hadolint and the compose
+# specification's schema; the container's command itself runs in
+# tests/integration/test_container.py.
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("dockerfile", ["docker/Dockerfile", "docker/trainer/Dockerfile"])
+def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "--failure-threshold", "info", dockerfile],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_file_follows_the_compose_specification() -> None:
+    result = subprocess.run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "docker/compose.yaml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

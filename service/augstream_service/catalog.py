@@ -69,6 +69,9 @@ class DatasetConfig(BaseModel):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     #: Storage options read from environment variables: {"secret": "LAB_S3_SECRET"}.
     storage_options_env: dict[str, str] = Field(default_factory=dict)
+    #: Storage options read from files, as docker and kubernetes mount secrets:
+    #: {"secret": "/run/secrets/s3_secret"} (surrounding whitespace dropped).
+    storage_options_files: dict[str, Path] = Field(default_factory=dict)
     on_corrupt: CorruptPolicy | None = None
     #: Re-list after this many seconds (none: list once; ``POST .../refresh`` re-lists).
     listing_ttl_s: Annotated[float, Field(gt=0)] | None = None
@@ -86,12 +89,17 @@ class DatasetConfig(BaseModel):
         return self
 
     def open_store(self) -> Store:
-        """The store, with credentials from the environment."""
+        """The store, with credentials from the environment or secret files."""
         options = dict(self.storage_options)
         for option, variable in self.storage_options_env.items():
             if variable not in os.environ:
                 raise ValueError(f"storage option {option!r} needs the variable {variable}")
             options[option] = os.environ[variable]
+        for option, path in self.storage_options_files.items():
+            try:
+                options[option] = path.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"storage option {option!r}: cannot read {path}: {exc}") from exc
         store = Store(self.url, options, retries=self.retries)
         if self.layout == "folders" and not store.can_list:
             raise ValueError(f"{store.url} cannot be listed: give it a manifest")

@@ -69,6 +69,17 @@ def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert "hunter2" not in repr(catalog.get("cats").store.url)
 
 
+def test_credentials_come_from_secret_files(tmp_path: Path) -> None:
+    secret = tmp_path / "s3_secret"
+    config = DatasetConfig(url="memory://lab/cats", storage_options_files={"secret": secret})
+    with pytest.raises(ValueError, match=r"cannot read .*s3_secret") as caught:
+        Catalog.from_folders([], configs={"cats": config})
+    assert "dataset 'cats'" in str(caught.value)
+    secret.write_text("hunter2\n")
+    store = Catalog.from_folders([], configs={"cats": config}).get("cats").store
+    assert store.fs.storage_options["secret"] == "hunter2"
+
+
 def test_a_web_server_needs_a_manifest() -> None:
     with pytest.raises(ValueError, match="cannot be listed: give it a manifest"):
         Catalog.from_folders([], configs={"web": DatasetConfig(url="http://127.0.0.1:9/x")})
