@@ -61,3 +61,12 @@ def live_server(image_root: Path, corrupt_root: Path) -> Iterator[LiveServer]:
 @pytest.fixture(scope="session")
 def server_url(live_server: LiveServer) -> str:
     return live_server.url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """moto's S3 server on loopback, started once for the session (it takes seconds)."""
+    from tests.stores import S3Server
+
+    with S3Server() as server:
+        yield server

@@ -43,10 +43,9 @@ def pets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3(pets: Path) -> Iterator[S3Server]:
-    with S3Server() as server:
-        server.upload("lab", "pets", pets)
-        yield server
+def s3(pets: Path, s3_server: S3Server) -> S3Server:
+    s3_server.upload("lab", "pets", pets)
+    return s3_server
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ def test_a_key_over_its_stream_quota_gets_429_while_another_key_streams(
 
     with (
         BackgroundServer(create_app(settings)) as server,
-        httpx.Client(base_url=server.url) as http,
+        # A generous timeout: a loaded CI machine can take seconds to answer a first stream.
+        httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         first = [open_stream(http, "k1") for _ in range(2)]
         assert [r.status_code for r in first] == [200, 200]
