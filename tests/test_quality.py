@@ -21,9 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
     ids=["ruff-check", "ruff-format", "mypy"],
 )
 def test_static_checks(command: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    passes([sys.executable, "-m", *command])
+
+
+def passes(command: list[str]) -> None:
+    """Run ``command`` in the repository; it must succeed (its output is the message)."""
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -35,30 +38,12 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.parametrize("dockerfile", ["docker/Dockerfile", "docker/trainer/Dockerfile"])
 def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
-    result = subprocess.run(
-        [str(BIN / "hadolint"), "--failure-threshold", "info", dockerfile],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    passes([str(BIN / "hadolint"), "--failure-threshold", "info", dockerfile])
 
 
 def test_the_compose_file_follows_the_compose_specification() -> None:
-    result = subprocess.run(
-        [
-            str(BIN / "check-jsonschema"),
-            "--builtin-schema",
-            "vendor.compose-spec",
-            "docker/compose.yaml",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    schema = "vendor.compose-spec"
+    passes([str(BIN / "check-jsonschema"), "--builtin-schema", schema, "docker/compose.yaml"])
 
 
 def test_ci_runs_exactly_the_readmes_test_command() -> None:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ._exceptions import AugstreamError, AuthenticationError
 from .client import Client
 from .info import DatasetInfo
+from .spec import field_value
 from .stream import Batch, Stream
 
 __all__ = ["add_client_commands", "run_client_command"]
@@ -59,13 +60,6 @@ def _positive(value: str) -> int:
     return number
 
 
-def _json_or_text(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
 class _SetField(argparse.Action):
     """``--set NAME=VALUE``, repeatable, into ``args.fields``. VALUE is JSON when it parses
     (``20``, ``true``, ``[0.9,1.1]``), text otherwise (``reflect``), as in a preview URL.
@@ -92,7 +86,7 @@ class _SetField(argparse.Action):
         if name in self.reserved:
             parser.error(f"--set {name}: {self.reserved[name]}")
         fields = dict(getattr(namespace, self.dest) or {})
-        fields[name] = _json_or_text(raw)
+        fields[name] = field_value(raw)
         setattr(namespace, self.dest, fields)
 
 

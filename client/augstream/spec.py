@@ -7,6 +7,7 @@ documentation rather than the legacy implementation.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "Shard",
     "ShiftRange",
     "StreamSpec",
+    "field_value",
     "channels_for",
 ]
 
@@ -320,3 +322,12 @@ class StreamSpec(_Frozen):
     def _updated(self, **changes: Any) -> StreamSpec:
         # model_copy(update=...) skips validation; a changed spec must be checked again.
         return StreamSpec.model_validate({**self.model_dump(), **changes})
+
+
+def field_value(raw: str) -> Any:
+    """A spec field's value written as text (a query parameter, ``--set NAME=VALUE``): JSON
+    when it parses (``20``, ``true``, ``[0.9, 1.1]``), else the text itself (``reflect``)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

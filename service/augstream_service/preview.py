@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from augstream.spec import StreamSpec
+from augstream.spec import StreamSpec, field_value
 
 from .samples import PlanError
 
@@ -134,13 +134,6 @@ def preview_fields(
             continue
         if name not in StreamSpec.model_fields:
             raise PlanError(name, "not a stream spec field")
-        fields[name] = raw if name == "dataset" else _json_or_text(raw)
+        fields[name] = raw if name == "dataset" else field_value(raw)
     fields.setdefault("seed", 0)
     return {**fields, "batch_size": rows * cols, "start": {"epoch": epoch, "batch": 0}}
-
-
-def _json_or_text(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
