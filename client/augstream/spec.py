@@ -32,6 +32,7 @@ __all__ = [
     "Position",
     "Shard",
     "ShiftRange",
+    "StatsRefs",
     "StreamSpec",
     "field_value",
     "channels_for",
@@ -135,6 +136,18 @@ class ArrayRefs(_Frozen):
         return self
 
 
+class StatsRefs(_Frozen):
+    """Dataset statistics a stream applies, as uploaded arrays named by digest: those
+    ``POST /v1/stats`` computed (``ImageDataGenerator.fit``), or precomputed ones stored with
+    ``Client.upload``. ``mean`` and ``std`` broadcast to H x W x C (Keras' are 1 x 1 x C);
+    ``zca_whitening_matrix`` is (H*W*C) x (H*W*C).
+    """
+
+    mean: Digest | None = None
+    std: Digest | None = None
+    zca_whitening_matrix: Digest | None = None
+
+
 class StreamSpec(_Frozen):
     """What to stream: which dataset (or uploaded arrays), how to decode, batch and augment it.
 
@@ -180,6 +193,12 @@ class StreamSpec(_Frozen):
     rescale: Annotated[float, Field(ge=-1e6, le=1e6)] | None = None
     samplewise_center: bool = False
     samplewise_std_normalization: bool = False
+    # Keras' dataset-wide standardisation, applied after the sample-wise one with the
+    # arrays named in ``stats`` (fit first: ImageDataGenerator.fit or POST /v1/stats).
+    featurewise_center: bool = False
+    featurewise_std_normalization: bool = False
+    zca_whitening: bool = False
+    stats: StatsRefs | None = None
     #: "keras-legacy" reproduces the legacy implementation where it departs from its own
     #: documentation (swapped shift axes, off-centre warps of non-square images, brightness
     #: through 8 bits), for users who must match old results.
@@ -267,11 +286,18 @@ class StreamSpec(_Frozen):
         # As in Keras, std normalisation implies centring.
         if self.samplewise_std_normalization and not self.samplewise_center:
             object.__setattr__(self, "samplewise_center", True)
+        # Keras' constructor: ZCA centres and replaces std normalisation; std implies centring.
+        if self.zca_whitening:
+            object.__setattr__(self, "featurewise_std_normalization", False)
+        if self.zca_whitening or self.featurewise_std_normalization:
+            object.__setattr__(self, "featurewise_center", True)
+        self._check_stats()
         float_only = [
             name
             for name, active in (
                 ("rescale", self.rescale not in (None, 0.0, 1.0)),
                 ("samplewise_center", self.samplewise_center),
+                ("featurewise_center", self.featurewise_center),
             )
             if active
         ]
@@ -292,6 +318,16 @@ class StreamSpec(_Frozen):
                 f"start.epoch must be < epochs ({self.epochs}), got {self.start.epoch}"
             )
         return self
+
+    def _check_stats(self) -> None:
+        stats = self.stats or StatsRefs()
+        for name, flag in (
+            ("mean", "featurewise_center"),
+            ("std", "featurewise_std_normalization"),
+            ("zca_whitening_matrix", "zca_whitening"),
+        ):
+            if getattr(stats, name) is not None and not getattr(self, flag):
+                raise ValueError(f"stats.{name} is given but {flag} is off: set {flag}=True")
 
     @property
     def channels(self) -> int:

@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             max_batch_bytes=settings.max_batch_bytes,
             max_file_bytes=settings.max_file_bytes,
             max_image_pixels=settings.max_image_pixels,
+            max_fit_images=settings.max_fit_images,
+            max_zca_features=settings.max_zca_features,
         ),
         uploads=UploadStore(
             settings.upload_dir,

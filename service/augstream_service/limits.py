@@ -12,8 +12,12 @@ DEFAULT_MAX_IMAGE_PIXELS = 1 << 26
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-stream limits: bytes per batch, bytes per source file, pixels per image."""
+    """Per-request limits: bytes per batch, bytes per source file, pixels per image; and
+    for dataset statistics, images per fit and features (H*W*C) of a ZCA matrix."""
 
     max_batch_bytes: int = 256 << 20
     max_file_bytes: int = 64 << 20
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_fit_images: int = 100_000
+    #: A ZCA matrix has this many squared entries (4096: 64 MiB of float32).
+    max_zca_features: int = 4096

@@ -21,10 +21,12 @@ from . import sampling
 from .augment import apply, sample
 from .batching import allocate_images, batch_nbytes
 from .catalog import Catalog
+from .fit import load_statistics
 from .limits import Limits
 from .metrics import Metrics
 from .reader import ImageReader
 from .samples import PlanError, SampleError, Samples, resolve_samples
+from .stats import Statistics
 from .uploads import UploadStore
 
 __all__ = [
@@ -71,6 +73,8 @@ class StreamPlan:
     limits: Limits
     #: Where skipped samples and stage timings are counted (none: not counted).
     metrics: Metrics | None = None
+    #: Dataset statistics applied after the per-sample standardisation (Keras' order).
+    featurewise: Statistics | None = None
 
     @property
     def samples(self) -> int:
@@ -137,6 +141,8 @@ class StreamPlan:
             self.metrics.observe("augment", time.perf_counter() - started)
             if skipped:
                 self.metrics.skip(self.source.name, len(skipped))
+        if self.featurewise is not None:
+            self.featurewise.apply(x[: len(kept)])
         labels = self.source.labels(np.asarray(kept, dtype=np.int64))
         arrays = {"x": x[: len(kept)], **labels}
         return ProducedBatch(epoch, batch, kept, arrays, skipped)
@@ -191,7 +197,13 @@ def make_plan(
         )
     if spec.seed is None:
         spec = spec.with_seed(secrets.randbelow(2**31))
-    plan = StreamPlan(spec=spec, source=source, limits=limits, metrics=metrics)
+    plan = StreamPlan(
+        spec=spec,
+        source=source,
+        limits=limits,
+        metrics=metrics,
+        featurewise=load_statistics(spec, uploads, limits),
+    )
     if plan.samples == 0:
         raise PlanError(
             "shard",

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
 from fastapi.openapi.models import Example
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from augstream.spec import StreamSpec
+from augstream.stats import StatsRequest
 from augstream.wire import PROTOCOL_VERSION
 
 from . import __version__
@@ -61,6 +63,43 @@ SPEC_EXAMPLES: dict[str, Example] = {
             "seed": 7,
             "shard": {"index": 1, "count": 4},
             "start": {"epoch": 3, "batch": 120},
+        },
+    },
+}
+
+
+#: Fits shown in the API reference, on the dataset the examples above name.
+STATS_EXAMPLES: dict[str, Example] = {
+    "mean-std": {
+        "summary": "Per-channel mean and std (featurewise_center, _std_normalization)",
+        "value": {
+            "spec": {
+                "dataset": "pets",
+                "target_size": [224, 224],
+                "rescale": 0.00392156862745098,
+                "featurewise_center": True,
+                "featurewise_std_normalization": True,
+            }
+        },
+    },
+    "zca": {
+        "summary": "A ZCA whitening matrix for 32 x 32 RGB images (3072 features)",
+        "value": {"spec": {"dataset": "pets", "target_size": [32, 32], "zca_whitening": True}},
+    },
+    "augmented": {
+        "summary": "On 200 images, each augmented twice (Keras' augment=True, rounds=2)",
+        "value": {
+            "spec": {
+                "dataset": "pets",
+                "target_size": [96, 96],
+                "rotation_range": 20,
+                "horizontal_flip": True,
+                "featurewise_center": True,
+            },
+            "augment": True,
+            "rounds": 2,
+            "seed": 1,
+            "sample_size": 200,
         },
     },
 }
@@ -134,7 +173,7 @@ def refresh_dataset(name: str, state: State) -> dict[str, Any]:
 def cache_figures(state: State) -> dict[str, Any]:
     """Images decoded and files read so far, and each cache's hits, misses, evictions and
     bytes held (file bytes; decoded images at each target size)."""
-    return state.reader.figures()
+    return {**state.reader.figures(), "stats": state.stats.figures()}
 
 
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the .npy bytes")]
@@ -161,6 +200,40 @@ async def upload_array(state: State, digest: Digest, request: Request) -> dict[s
         digest, request.stream(), int(length) if length and length.isdigit() else None
     )
     return info.as_dict()
+
+
+@router.get(
+    "/v1/arrays/{digest}/npy",
+    summary="Download a stored array in .npy format (an upload, or fitted statistics)",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_array(state: State, digest: Digest) -> FileResponse:
+    """The array's ``.npy`` bytes, whose SHA-256 is ``digest``: how a client fetches a ZCA
+    matrix ``POST /v1/stats`` stored (Keras' ``zca_whitening_matrix``). 404 if not here."""
+    return FileResponse(state.uploads.file(digest), media_type="application/octet-stream")
+
+
+@router.post(
+    "/v1/stats",
+    summary="Dataset statistics for featurewise standardisation (Keras' fit), cached",
+    responses={
+        404: {"description": "Unknown dataset or uploaded array"},
+        422: {"description": "A field is wrong, or a ZCA matrix or sample over the limits"},
+        502: {"description": "An image of the sample could not be read"},
+    },
+)
+def dataset_stats(
+    state: State, request: Annotated[StatsRequest, Body(openapi_examples=STATS_EXAMPLES)]
+) -> dict[str, Any]:
+    """What Keras' ``fit(x, augment, rounds, seed)`` computes, on the images ``spec`` reads:
+    the per-channel mean and std (after ``rescale``), and with ``zca_whitening`` the ZCA
+    matrix. The arrays are stored like uploads; the answer gives their values and digests,
+    which a stream's ``stats`` names. A repeated request is answered from the cache
+    (``cached: true``); ``GET /v1/cache`` counts fits and hits."""
+    return state.stats.fit(
+        request, state.catalog, state.uploads, state.limits, state.reader, state.pool
+    )
 
 
 @router.post("/v1/files", summary="The files and labels a spec streams from, in sample-id order")

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     on_corrupt_by_dataset: dict[str, Literal["error", "skip"]] = Field(default_factory=dict)
     #: Images declaring more pixels are refused before they are decoded.
     max_image_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_PIXELS
+    #: Dataset statistics (POST /v1/stats, ImageDataGenerator.fit): images read per fit
+    #: (sample x rounds), and features (height x width x channels) of a ZCA matrix.
+    max_fit_images: Annotated[int, Field(ge=1)] = 100_000
+    max_zca_features: Annotated[int, Field(ge=1, le=16384)] = 4096
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0
     #: A client that takes nothing for this long (beyond a trickle's pace) is disconnected.
     send_timeout_s: Annotated[float, Field(gt=0)] = 60.0

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .catalog import Catalog
+from .fit import StatsBook
 from .metrics import Metrics
 from .pipeline import Limits
 from .producer import StreamSlots
@@ -35,6 +36,8 @@ class ServerState:
     metrics: Metrics
     #: The API keys as bytes, ready for constant-time comparison (empty: no keys needed).
     api_keys: list[bytes] = field(default_factory=list)
+    #: Dataset statistics computed so far (``POST /v1/stats``).
+    stats: StatsBook = field(default_factory=StatsBook)
     #: Set when the server is asked to stop: streams hand their clients over (go-away frames).
     draining: bool = False
     executor: ThreadPoolExecutor | None = field(default=None)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from augstream._npy import UPLOAD_KINDS, parse_npy_header
+from augstream._npy import UPLOAD_KINDS, encode_npy, parse_npy_header
 
 __all__ = [
     "MAX_CONCURRENT_UPLOADS",
@@ -199,6 +199,35 @@ class UploadStore:
                 self._open.pop(digest, None)
             raise UnknownArrayError(digest) from None
         self._touched[digest] = now
+
+    def file(self, digest: str) -> Path:
+        """The ``.npy`` file of ``digest``; ``UnknownArrayError`` if it is not here."""
+        path = self._path(digest)
+        if not path.is_file():
+            raise UnknownArrayError(digest)
+        self._touch(digest)
+        return path
+
+    def add(self, array: Array) -> ArrayInfo:
+        """Store an array this server made (fitted statistics) as if it had been uploaded:
+        under the digest ``Client.upload`` gives the same array, so clients and replicas
+        can name it, and send it again only where it is missing."""
+        payload = encode_npy(array)
+        if self._path(payload.digest).is_file():
+            return self.info(payload.digest)
+        if payload.nbytes > self.max_upload_bytes:
+            raise UploadTooLargeError(self._too_large(payload.nbytes))
+        self.root.mkdir(parents=True, exist_ok=True)
+        incoming = self.root / f".incoming-{secrets.token_hex(8)}"
+        try:
+            with incoming.open("wb") as handle:
+                for chunk in payload.chunks():
+                    handle.write(chunk)
+            self._commit(incoming, payload.digest, payload.nbytes)
+        finally:
+            incoming.unlink(missing_ok=True)
+        array = np.asarray(array)
+        return ArrayInfo(payload.digest, array.dtype.str, tuple(array.shape), payload.nbytes)
 
     async def put(self, digest: str, body: AsyncIterator[bytes], length: int | None) -> ArrayInfo:
         """Store an upload that claims to be ``digest``; checked for size, hash and format."""

@@ -67,7 +67,7 @@ def test_dataset_is_required() -> None:
         StreamSpec()  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("key", ["rotation", "featurewise_center", "directory", "zca_whitening"])
+@pytest.mark.parametrize("key", ["rotation", "featurewise", "directory", "zca_epsilon"])
 def test_unknown_keys_are_rejected_by_name(key: str) -> None:
     with pytest.raises(ValidationError, match=key) as info:
         spec(**{key: 1})
@@ -259,3 +259,21 @@ def test_with_start_past_epochs_is_rejected() -> None:
 def test_with_seed_out_of_range_is_rejected(seed: int) -> None:
     with pytest.raises(ValidationError, match="seed"):
         spec().with_seed(seed)
+
+
+def test_featurewise_flags_resolve_as_in_keras() -> None:
+    # ZCA centres and replaces std normalisation; std normalisation implies centring.
+    zca = spec(zca_whitening=True, featurewise_std_normalization=True)
+    assert zca.featurewise_center and not zca.featurewise_std_normalization
+    assert spec(featurewise_std_normalization=True).featurewise_center
+    assert zca.dtype == "float32"
+    with pytest.raises(ValidationError, match="dtype='uint8' cannot carry the result of feat"):
+        spec(featurewise_center=True, dtype="uint8")
+
+
+def test_stats_without_their_flag_are_refused_by_name() -> None:
+    digest = "0" * 64
+    with pytest.raises(ValidationError, match="stats.std is given but featurewise_std_norm"):
+        spec(featurewise_center=True, stats={"mean": digest, "std": digest})
+    kept = spec(featurewise_center=True, stats={"mean": digest})
+    assert kept.stats is not None and kept.stats.mean == digest
