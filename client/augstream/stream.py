@@ -33,7 +33,15 @@ from ._exceptions import (
 from ._http import error_from_response, iter_frames
 from .info import StreamHeader
 from .spec import StreamSpec
-from .wire import PROTOCOL_VERSION, Frame, FrameDecoder, FrameKind, decode_batch
+from .wire import (
+    COMPACT_REQUEST,
+    PROTOCOL_VERSION,
+    Frame,
+    FrameDecoder,
+    FrameKind,
+    decode_batch,
+    expand,
+)
 
 __all__ = ["Batch", "RetryPolicy", "Stream"]
 
@@ -251,7 +259,7 @@ class _Reader:
                 f"received batch {decoded.batch} of epoch {decoded.epoch}"
             )
         arrays = decoded.arrays
-        x = arrays["x"]
+        x = expand(arrays["x"], self.header.arrays["x"])
         spec = self.header.spec
         y: Array | list[Array] | None = arrays.get("y")
         if spec.class_mode == "input":
@@ -379,7 +387,8 @@ class Stream(Iterator[Any]):
         retry: RetryPolicy | None = None,
     ) -> None:
         https = [http] if isinstance(http, httpx.Client) else list(http)
-        headers = dict(headers or {})
+        # Compact images are expanded by the readers (``wire.expand``), off the caller's thread.
+        headers = {COMPACT_REQUEST[0]: COMPACT_REQUEST[1], **(headers or {})}
         retry = retry or RetryPolicy()
         replicas = len(https)
         start = (spec.start.epoch, spec.start.batch)

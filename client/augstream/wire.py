@@ -35,13 +35,19 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameKind",
+    "COMPACT_REQUEST",
     "decode_batch",
     "encode_batch",
     "encode_json_frame",
+    "expand",
 ]
 
 PROTOCOL_VERSION = 1
 MEDIA_TYPE = "application/vnd.augstream.v1"
+#: The request header (name, value) by which a client says it expands compact images: float
+#: images that are exactly uint8 pixels times a scale may then travel as those pixels, a
+#: quarter of the bytes (the header's ``arrays.x.wire`` says so; see ``expand``).
+COMPACT_REQUEST = ("Augstream-Accept", "scaled-uint8")
 
 _PREFIX = struct.Struct(">IBI")
 _META_LEN = struct.Struct(">I")
@@ -134,6 +140,27 @@ def encode_batch(
         crc = zlib.crc32(part, crc)
     length = len(head) + sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
     return [_prefix(FrameKind.BATCH, length, crc) + head, *parts]
+
+
+def expand(x: np.ndarray[Any, Any], entry: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+    """``x`` as the caller asked for it, given its header entry (``arrays.x``).
+
+    A compact ``x`` (``entry["wire"]`` is ``{"dtype": "uint8", "scale": s}``) becomes
+    ``float32(x) * float32(s)``: the very operation, in the same precision, that the server
+    would have done, so the result is bit for bit the same.
+    """
+    wire = entry.get("wire")
+    if wire is None:
+        return x
+    if x.dtype != np.uint8 or wire.get("dtype") != "uint8" or entry.get("dtype") != "float32":
+        raise ProtocolError(f"cannot expand {x.dtype} images sent as {wire!r} to {entry!r}")
+    scale = np.float32(wire.get("scale", 1.0))
+    out = np.empty(x.shape, dtype=np.float32)
+    if scale == 1:
+        out[...] = x
+    else:
+        np.multiply(x, scale, out=out, dtype=np.float32)
+    return out
 
 
 def _read_npy(view: memoryview, name: str) -> np.ndarray[Any, Any]:

@@ -13,10 +13,11 @@ __all__ = ["allocate_images", "batch_nbytes", "make_labels"]
 Array = np.ndarray[Any, Any]
 
 
-def allocate_images(count: int, spec: StreamSpec) -> Array:
-    """An uninitialised ``(count, height, width, channels)`` buffer of the spec's dtype."""
+def allocate_images(count: int, spec: StreamSpec, dtype: str | None = None) -> Array:
+    """An uninitialised ``(count, height, width, channels)`` buffer of ``dtype`` (default:
+    the spec's)."""
     height, width = spec.target_size
-    return np.empty((count, height, width, spec.channels), dtype=spec.output_dtype)
+    return np.empty((count, height, width, spec.channels), dtype=dtype or spec.output_dtype)
 
 
 def batch_nbytes(spec: StreamSpec) -> int:

@@ -21,6 +21,7 @@ from . import sampling
 from .augment import apply, sample
 from .batching import allocate_images, batch_nbytes
 from .catalog import Catalog
+from .compact import exact_as_uint8
 from .fit import load_statistics
 from .limits import Limits
 from .metrics import Metrics
@@ -75,6 +76,8 @@ class StreamPlan:
     metrics: Metrics | None = None
     #: Dataset statistics applied after the per-sample standardisation (Keras' order).
     featurewise: Statistics | None = None
+    #: Float images travel as their uint8 pixels and a scale (``compact.exact_as_uint8``).
+    compact: bool = False
 
     @property
     def samples(self) -> int:
@@ -97,6 +100,8 @@ class StreamPlan:
             "x": {"dtype": spec.output_dtype, "shape": [None, height, width, spec.channels]},
             **self.source.label_arrays(),
         }
+        if self.compact:
+            arrays["x"]["wire"] = {"dtype": "uint8", "scale": spec.rescale or 1.0}
         return {
             "protocol": PROTOCOL_VERSION,
             "spec": spec.model_dump(mode="json"),
@@ -108,8 +113,9 @@ class StreamPlan:
             "arrays": arrays,
         }
 
-    def produce_batch(self, epoch: int, batch: int) -> ProducedBatch:
-        """Read, decode, augment and collate batch ``batch`` of ``epoch``."""
+    def produce_batch(self, epoch: int, batch: int, *, compact: bool = False) -> ProducedBatch:
+        """Read, decode, augment and collate batch ``batch`` of ``epoch``; ``compact`` (for a
+        compact plan) leaves ``x`` as the uint8 pixels, before ``rescale``."""
         spec = self.spec
         seed = spec.seed if spec.seed is not None else 0
         ids = sampling.batch_indices(
@@ -122,7 +128,8 @@ class StreamPlan:
             shard_index=spec.shard.index,
             shard_count=spec.shard.count,
         )
-        x = allocate_images(len(ids), spec)
+        # apply() writes the uint8 pixels into a uint8 buffer and stops there.
+        x = allocate_images(len(ids), spec, "uint8" if compact else None)
         kept: list[int] = []
         skipped: list[tuple[int, str]] = []
         wanted = ids.tolist()
@@ -149,7 +156,7 @@ class StreamPlan:
 
     def encode_batch(self, epoch: int, batch: int) -> EncodedBatch:
         """``produce_batch`` as wire frame parts, ready to write."""
-        produced = self.produce_batch(epoch, batch)
+        produced = self.produce_batch(epoch, batch, compact=self.compact)
         started = time.perf_counter()
         parts = encode_batch(
             produced.epoch, produced.batch, produced.sample_ids, produced.arrays, produced.skipped
@@ -166,8 +173,12 @@ def make_plan(
     limits: Limits,
     reader: ImageReader,
     metrics: Metrics | None = None,
+    compact: bool = False,
 ) -> StreamPlan:
-    """Check ``spec`` against what it reads and the server's limits; fix the seed if unset."""
+    """Check ``spec`` against what it reads and the server's limits; fix the seed if unset.
+
+    ``compact``: the client expands compact images (``augstream.wire.COMPACT_REQUEST``).
+    """
     nbytes = batch_nbytes(spec)
     if nbytes > limits.max_batch_bytes:
         raise PlanError(
@@ -197,12 +208,14 @@ def make_plan(
         )
     if spec.seed is None:
         spec = spec.with_seed(secrets.randbelow(2**31))
+    compact = compact and exact_as_uint8(spec, source)
     plan = StreamPlan(
         spec=spec,
         source=source,
         limits=limits,
         metrics=metrics,
         featurewise=load_statistics(spec, uploads, limits),
+        compact=compact,
     )
     if plan.samples == 0:
         raise PlanError(

@@ -53,7 +53,13 @@ class ImageReader:
         or the error of each that could not be read or decoded."""
         if not dataset.cache:
             return self._decode_many(dataset, relatives, spec, limits)
-        decoding = (spec.color_mode, spec.target_size, spec.interpolation, spec.keep_aspect_ratio)
+        decoding = (
+            spec.color_mode,
+            spec.target_size,
+            spec.interpolation,
+            spec.keep_aspect_ratio,
+            _reduces(spec),
+        )
         keys: list[Hashable] = [
             (dataset.name, dataset.generation, relative, decoding) for relative in relatives
         ]
@@ -110,6 +116,7 @@ class ImageReader:
                     interpolation=spec.interpolation,
                     keep_aspect_ratio=spec.keep_aspect_ratio,
                     max_pixels=limits.max_image_pixels,
+                    reduce=_reduces(spec),
                 )
             except DecodeError as exc:
                 out.append(SampleError(f"({dataset.name}/{relative}): {exc}"))
@@ -146,3 +153,8 @@ class ImageReader:
                 if dataset.cache and isinstance(data, bytes):
                     self.bytes.put(keys[i], data, len(data))
         return [data for data in out if data is not None]
+
+
+def _reduces(spec: StreamSpec) -> bool:
+    # Keras' legacy path decodes at full size (PIL) and resizes: "keras-legacy" does the same.
+    return spec.compat != "keras-legacy"

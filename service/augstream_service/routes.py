@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from augstream.spec import StreamSpec
 from augstream.stats import StatsRequest
-from augstream.wire import PROTOCOL_VERSION
+from augstream.wire import COMPACT_REQUEST, PROTOCOL_VERSION
 
 from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
@@ -283,6 +283,7 @@ async def stream(
         state.limits,
         state.reader,
         state.metrics,
+        request.headers.get(COMPACT_REQUEST[0]) == COMPACT_REQUEST[1],
     )
     owner = request.state.owner
     refusal = state.slots.refusal(owner)

@@ -130,6 +130,11 @@ class RowSamples(Samples):
     def __len__(self) -> int:
         return len(self._rows)
 
+    @property
+    def uint8_images(self) -> bool:
+        """Whether the images are uint8 (files always are; uploaded images may be floats)."""
+        return self._x is None or self._x.dtype == np.uint8
+
     def images(self, ids: list[int]) -> list[Array | SampleError]:
         rows = self._rows[ids]
         if self._files is not None:
