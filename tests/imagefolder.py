@@ -56,3 +56,38 @@ def png_header(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
     return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+#: Class id -> RGB colour of the shapes in ``make_mask_folder``'s images.
+MASK_PALETTE = {0: (0, 0, 255), 1: (255, 0, 0), 2: (0, 255, 0), 3: (255, 255, 0)}
+
+
+def make_mask_folder(root: Path, count: int = 12, seed: int = 0) -> Path:
+    """Write a segmentation dataset: ``images/<n>.png`` (one ``.jpg``, one in a subfolder)
+    of shapes in ``MASK_PALETTE``'s colours, and ``masks/<n>.png`` of their class ids.
+
+    Sizes vary and are not square, so ``keep_aspect_ratio`` crops them.
+    """
+    rng = np.random.default_rng(seed)
+    for n in range(count):
+        height, width = int(rng.integers(30, 70)), int(rng.integers(30, 70))
+        mask = np.zeros((height, width), np.uint8)
+        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+        cv2.rectangle(mask, (x0, y0), (x0 + width // 3, y0 + height // 2), 1, -1)
+        centre = (int(rng.integers(width // 2, width)), int(rng.integers(0, height)))
+        cv2.circle(mask, centre, min(height, width) // 5, 2, -1)
+        corner = [[width - 1, height - 1], [width // 2, height - 1], [width - 1, height // 2]]
+        cv2.fillPoly(mask, [np.array(corner)], 3)
+        rgb = np.zeros((height, width, 3), np.uint8)
+        for label, colour in MASK_PALETTE.items():
+            rgb[mask == label] = colour
+        relative = f"sub/{n:03d}" if n == 1 else f"{n:03d}"
+        extension = ".jpg" if n == 2 else ".png"
+        for folder, name, picture in (
+            ("images", relative + extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)),
+            ("masks", relative + ".png", mask),
+        ):
+            path = root / folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), picture)
+    return root

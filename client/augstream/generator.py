@@ -44,6 +44,26 @@ _AUGMENTATION = (
     "interpolation_order",
     "validation_split",
 )
+#: augstream's operations beyond Keras' (keyword-only arguments of the constructor).
+OPERATIONS = (
+    "mask_cval",
+    "random_crop_fraction",
+    "random_resized_crop_scale",
+    "random_resized_crop_ratio",
+    "erasing_probability",
+    "erasing_scale",
+    "erasing_ratio",
+    "erasing_value",
+    "contrast_range",
+    "saturation_range",
+    "hue_shift_range",
+    "grayscale_probability",
+    "blur_sigma_range",
+    "noise_std_range",
+    "jpeg_quality_range",
+    "mixup_alpha",
+    "cutmix_alpha",
+)
 
 
 class ImageDataGenerator:
@@ -53,8 +73,10 @@ class ImageDataGenerator:
     (a URL, a list of replicas' URLs, or a ``Client``; default: the ``AUGSTREAM_URL``
     environment variable), ``api_key`` and ``compat``
     (``"documented"``, the default, or ``"keras-legacy"`` to reproduce the legacy
-    implementation's quirks). ``flow_from_directory``'s ``directory`` names a dataset the
-    server offers.
+    implementation's quirks), and augstream's own operations by keyword (``OPERATIONS``:
+    crops, erasing, colour jitter, blur, noise, JPEG quality, mixup, cutmix; see the README).
+    ``flow_from_directory``'s ``directory`` names a dataset the server offers;
+    ``class_mode="mask"`` streams its image + mask pairs (see the README).
     """
 
     def __init__(
@@ -86,7 +108,14 @@ class ImageDataGenerator:
         server: str | Sequence[str] | Client | None = None,
         api_key: str | None = None,
         compat: Literal["documented", "keras-legacy"] = "documented",
+        **operations: Any,
     ) -> None:
+        unknown = sorted(set(operations) - set(OPERATIONS))
+        if unknown:
+            raise TypeError(
+                f"ImageDataGenerator() got unexpected keyword arguments {unknown}; augstream's "
+                f"own operations are {list(OPERATIONS)}"
+            )
         for name, why in _NOT_YET.items():
             if locals()[name]:
                 raise ValueError(f"{name}=True is not supported yet: it {why}")
@@ -107,6 +136,7 @@ class ImageDataGenerator:
         if isinstance(zoom_range, list):
             self._augmentation["zoom_range"] = tuple(zoom_range)
         self._augmentation["compat"] = compat
+        self._augmentation.update(operations)
         # Validate now, so a typo fails at construction with the field named, as in Keras.
         self._spec_fields(dataset="validation-only")
 

@@ -33,6 +33,8 @@ class FileListing(BaseModel):
     #: For streams over uploaded arrays: the upload row behind each sample id (after
     #: ``validate_filenames`` and the subset split).
     rows: list[int] | None = None
+    #: For ``class_mode="mask"``: each image's mask file.
+    masks: list[str] | None = None
 
 
 class ServerInfo(BaseModel):

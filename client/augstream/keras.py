@@ -292,6 +292,8 @@ class RemoteIterator(StreamDataset):
         if self._channels_first:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         y = x if self.spec.class_mode == "input" else batch.y
+        if self._channels_first and self.spec.class_mode == "mask" and isinstance(y, np.ndarray):
+            y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))  # masks are images too
         return replace(batch, x=x, y=y).as_keras()
 
     def __iter__(self) -> RemoteIterator:

@@ -17,6 +17,8 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,7 +41,9 @@ __all__ = [
 ]
 
 ColorMode = Literal["grayscale", "rgb", "rgba"]
-ClassMode = Literal["categorical", "binary", "sparse", "input", "none", "raw", "multi_output"]
+ClassMode = Literal[
+    "categorical", "binary", "sparse", "input", "none", "raw", "multi_output", "mask"
+]
 FillMode = Literal["constant", "nearest", "reflect", "wrap"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "box"]
 
@@ -99,6 +103,10 @@ class Shard(_Pair):
 
 
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+#: A fraction of an image's area, (0, 1].
+UnitFraction = Annotated[float, Field(gt=0, le=1)]
+UnitRange = tuple[UnitFraction, UnitFraction]
+Quality = Annotated[int, Field(ge=1, le=100)]
 
 #: An uploaded array's name: the SHA-256 (lowercase hex) of its ``.npy`` encoding.
 Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -109,6 +117,19 @@ DatasetName = Annotated[
 ]
 
 _CLASS_MODES_WITH_LABELS = ("categorical", "binary", "sparse")
+
+# Upper ends of the newer operations' [lower, upper] ranges (beyond them an image is only
+# noise, or the draw cannot be made).
+_RANGE_TOPS = {
+    "random_resized_crop_ratio": 100.0,
+    "erasing_ratio": 100.0,
+    "contrast_range": 100.0,
+    "saturation_range": 100.0,
+    "blur_sigma_range": 50.0,
+    "noise_std_range": 255.0,
+}
+# Labels that mixup and cutmix can mix: one-hot or multi-hot (categorical), 0/1 (binary).
+_MIXABLE = ("categorical", "binary", "none", "input", "mask")
 
 
 class ArrayRefs(_Frozen):
@@ -199,6 +220,29 @@ class StreamSpec(_Frozen):
     featurewise_std_normalization: bool = False
     zca_whitening: bool = False
     stats: StatsRefs | None = None
+
+    # class_mode="mask": the masks' fill value where fill_mode="constant" leaves the image.
+    mask_cval: Annotated[int, Field(ge=0, le=255)] = 0
+
+    # Operations beyond ImageDataGenerator's (README, "More operations"); each is off at its
+    # default, so a spec without them streams exactly what it did before they existed.
+    random_crop_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    random_resized_crop_scale: UnitRange | None = None
+    random_resized_crop_ratio: tuple[PositiveFloat, PositiveFloat] = (3 / 4, 4 / 3)
+    erasing_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
+    erasing_scale: UnitRange = (0.02, 0.33)
+    erasing_ratio: tuple[PositiveFloat, PositiveFloat] = (0.3, 3.3)
+    erasing_value: Annotated[float, Field(ge=0, le=255)] = 0.0
+    contrast_range: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
+    saturation_range: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
+    hue_shift_range: Annotated[float, Field(ge=0, le=180)] = 0.0
+    grayscale_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
+    blur_sigma_range: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
+    noise_std_range: tuple[NonNegativeFloat, NonNegativeFloat] | None = None
+    jpeg_quality_range: tuple[Quality, Quality] | None = None
+    mixup_alpha: Annotated[float, Field(ge=0, le=100)] = 0.0
+    cutmix_alpha: Annotated[float, Field(ge=0, le=100)] = 0.0
+
     #: "keras-legacy" reproduces the legacy implementation where it departs from its own
     #: documentation (swapped shift axes, off-centre warps of non-square images, brightness
     #: through 8 bits), for users who must match old results.
@@ -233,6 +277,29 @@ class StreamSpec(_Frozen):
     def _check_brightness(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
         if value is not None and not (value[0] <= value[1] <= 100):
             raise ValueError(f"expected [lower, upper] with lower <= upper, got {list(value)!r}")
+        return value
+
+    @field_validator(
+        "random_resized_crop_scale",
+        "random_resized_crop_ratio",
+        "erasing_scale",
+        "erasing_ratio",
+        "contrast_range",
+        "saturation_range",
+        "blur_sigma_range",
+        "noise_std_range",
+        "jpeg_quality_range",
+    )
+    @classmethod
+    def _check_ordered(cls, value: tuple[float, float] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        top = _RANGE_TOPS.get(info.field_name or "", math.inf)
+        if not (value[0] <= value[1] <= top):
+            bound = "" if math.isinf(top) else f" <= {top:g}"
+            raise ValueError(
+                f"expected [lower, upper] with lower <= upper{bound}, got {list(value)!r}"
+            )
         return value
 
     @field_validator("classes")
@@ -279,6 +346,49 @@ class StreamSpec(_Frozen):
                 f"class_mode={self.class_mode!r} needs {needed} label array in arrays.y, "
                 f"got {count}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_operations(self) -> StreamSpec:
+        if self.class_mode == "mask":
+            if self.arrays is not None:
+                raise ValueError(
+                    "class_mode='mask' reads a dataset's images/ and masks/ folders; "
+                    "it does not apply to arrays"
+                )
+            if self.classes is not None:
+                raise ValueError(
+                    "classes does not apply to class_mode='mask' (the classes are the "
+                    "masks' pixel values); leave it unset"
+                )
+            if self.mixup_alpha:
+                raise ValueError(
+                    "mixup_alpha does not apply to class_mode='mask': a blend of two masks "
+                    "is not a mask (cutmix_alpha is: it pastes the mask with the image)"
+                )
+        if (self.mixup_alpha or self.cutmix_alpha) and self.class_mode not in _MIXABLE:
+            name = "mixup_alpha" if self.mixup_alpha else "cutmix_alpha"
+            raise ValueError(
+                f"{name} mixes labels, which needs class_mode 'categorical' or 'binary' "
+                f"(or 'input', 'none', 'mask'); class_mode={self.class_mode!r} labels "
+                "cannot be mixed"
+            )
+        if self.random_crop_fraction < 1 and self.random_resized_crop_scale is not None:
+            raise ValueError(
+                "random_crop_fraction and random_resized_crop_scale are two kinds of crop: "
+                "set one of them"
+            )
+        if self.color_mode == "grayscale":
+            for name, active in (
+                ("saturation_range", self.saturation_range is not None),
+                ("hue_shift_range", bool(self.hue_shift_range)),
+                ("grayscale_probability", bool(self.grayscale_probability)),
+            ):
+                if active:
+                    raise ValueError(
+                        f"{name} changes colours; color_mode='grayscale' has none (use "
+                        "color_mode='rgb' or 'rgba')"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ import numpy as np
 
 from augstream.spec import ClassMode, StreamSpec
 
-__all__ = ["allocate_images", "batch_nbytes", "make_labels"]
+__all__ = ["allocate_images", "allocate_masks", "batch_nbytes", "make_labels"]
 
 Array = np.ndarray[Any, Any]
 
@@ -18,6 +18,12 @@ def allocate_images(count: int, spec: StreamSpec, dtype: str | None = None) -> A
     the spec's)."""
     height, width = spec.target_size
     return np.empty((count, height, width, spec.channels), dtype=dtype or spec.output_dtype)
+
+
+def allocate_masks(count: int, spec: StreamSpec) -> Array:
+    """An uninitialised ``(count, height, width, 1)`` uint8 buffer for ``class_mode="mask"``."""
+    height, width = spec.target_size
+    return np.empty((count, height, width, 1), dtype=np.uint8)
 
 
 def batch_nbytes(spec: StreamSpec) -> int:

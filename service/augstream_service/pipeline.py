@@ -18,8 +18,8 @@ from augstream.spec import StreamSpec
 from augstream.wire import PROTOCOL_VERSION, encode_batch
 
 from . import sampling
-from .augment import apply, sample
-from .batching import allocate_images, batch_nbytes
+from .augment import apply, apply_mask, mix_batch, sample
+from .batching import allocate_images, allocate_masks, batch_nbytes
 from .catalog import Catalog
 from .compact import exact_as_uint8
 from .fit import load_statistics
@@ -134,15 +134,21 @@ class StreamPlan:
         skipped: list[tuple[int, str]] = []
         wanted = ids.tolist()
         images = self.source.images(wanted)  # read and decode are timed by the reader
+        masks = self.source.masks(wanted)
+        y_mask = None if masks is None else allocate_masks(len(ids), spec)
         started = time.perf_counter()
-        for sample_id, image in zip(wanted, images, strict=True):
-            if isinstance(image, SampleError):
+        for i, (sample_id, image) in enumerate(zip(wanted, images, strict=True)):
+            mask = None if masks is None else masks[i]
+            if isinstance(image, SampleError) or isinstance(mask, SampleError):
+                failed = next(e for e in (image, mask) if isinstance(e, SampleError))
                 if self.source.on_corrupt == "skip":
-                    skipped.append((sample_id, str(image)))
+                    skipped.append((sample_id, str(failed)))
                     continue
-                raise SampleError(f"sample {sample_id} {image}") from image
+                raise SampleError(f"sample {sample_id} {failed}") from failed
             params = sample(sampling.sample_rng(seed, epoch, sample_id), spec, image.shape)
             apply(image, params, spec, x[len(kept)])
+            if y_mask is not None and mask is not None:
+                apply_mask(mask, params, spec, y_mask[len(kept)])
             kept.append(sample_id)
         if self.metrics is not None:
             self.metrics.observe("augment", time.perf_counter() - started)
@@ -151,7 +157,12 @@ class StreamPlan:
         if self.featurewise is not None:
             self.featurewise.apply(x[: len(kept)])
         labels = self.source.labels(np.asarray(kept, dtype=np.int64))
+        if y_mask is not None:
+            labels["y"] = y_mask[: len(kept)]
         arrays = {"x": x[: len(kept)], **labels}
+        if spec.mixup_alpha or spec.cutmix_alpha:
+            rng = sampling.batch_rng(seed, epoch, batch, spec.shard.index)
+            arrays = mix_batch(rng, arrays, spec)
         return ProducedBatch(epoch, batch, kept, arrays, skipped)
 
     def encode_batch(self, epoch: int, batch: int) -> EncodedBatch:

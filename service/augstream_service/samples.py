@@ -18,12 +18,14 @@ from augstream.spec import StreamSpec
 from .batching import make_labels
 from .catalog import Catalog, CorruptPolicy, Dataset
 from .limits import Limits
+from .masks import MaskError, mask_spec, resolve_pairs
 from .reader import ImageReader, SampleError
 from .sources import IMAGE_EXTENSIONS, Listing, refuse_relative
 from .uploads import UploadStore
 
 __all__ = [
     "FolderSamples",
+    "MaskSamples",
     "PlanError",
     "RowSamples",
     "SampleError",
@@ -77,6 +79,10 @@ class Samples(ABC):
     def listing(self) -> dict[str, Any]:
         """Files (where there are files), labels and upload rows, in sample-id order."""
 
+    def masks(self, ids: list[int]) -> list[Array | SampleError] | None:
+        """The samples' masks (uint8 HxWx1) for ``class_mode="mask"``; None otherwise."""
+        return None
+
 
 class FolderSamples(Samples):
     """A dataset's class folders, as ``flow_from_directory`` reads them."""
@@ -105,6 +111,38 @@ class FolderSamples(Samples):
 
     def listing(self) -> dict[str, Any]:
         return {"files": list(self._listing.files), "labels": self._listing.labels.tolist()}
+
+
+class MaskSamples(Samples):
+    """Images and their masks (``masks.py``), in sorted path order."""
+
+    def __init__(
+        self, dataset: Dataset, pairs: tuple[tuple[str, ...], tuple[str, ...]], read: _Files
+    ) -> None:
+        self.name = dataset.name
+        self.class_names = ()
+        self.on_corrupt = dataset.on_corrupt
+        self._images, self._masks = pairs
+        self._read = read
+        self._read_masks = _Files(read.reader, dataset, mask_spec(read.spec), read.limits)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def images(self, ids: list[int]) -> list[Array | SampleError]:
+        return self._read([self._images[i] for i in ids])
+
+    def masks(self, ids: list[int]) -> list[Array | SampleError] | None:
+        return self._read_masks([self._masks[i] for i in ids])
+
+    def labels(self, ids: Array) -> dict[str, Array]:
+        return {}  # the masks are the labels: the pipeline warps them with their images
+
+    def label_arrays(self) -> dict[str, dict[str, Any]]:
+        return {"y": _label_entry(np.uint8, (*self._read.spec.target_size, 1))}
+
+    def listing(self) -> dict[str, Any]:
+        return {"files": list(self._images), "labels": [], "masks": list(self._masks)}
 
 
 class RowSamples(Samples):
@@ -225,6 +263,11 @@ def resolve_samples(
         assert spec.dataset is not None  # the spec's own validation guarantees it
         dataset = catalog.get(spec.dataset)
         read = _Files(reader, dataset, spec, limits)
+        if spec.class_mode == "mask":
+            try:
+                return MaskSamples(dataset, resolve_pairs(spec, dataset), read)
+            except MaskError as exc:
+                raise PlanError("dataset", str(exc)) from exc
         return FolderSamples(dataset, resolve_listing(spec, dataset), spec, read)
     source = store.load(arrays.x or arrays.filenames or "")
     if source.ndim == 0:

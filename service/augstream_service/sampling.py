@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "batch_indices",
+    "batch_rng",
     "batches_per_epoch",
     "epoch_order",
     "positions",
@@ -26,6 +27,7 @@ __all__ = [
 # Distinct stream keys keep the order's and the samples' random streams independent.
 _ORDER_KEY = 0x0BDE
 _SAMPLE_KEY = 0x5A3E
+_BATCH_KEY = 0xBA7C
 
 
 @lru_cache(maxsize=64)
@@ -92,4 +94,12 @@ def sample_rng(seed: int, epoch: int, sample_id: int) -> np.random.Generator:
     """The random generator of one sample in one epoch, independent of batch and shard."""
     return np.random.Generator(
         np.random.PCG64(np.random.SeedSequence([_SAMPLE_KEY, seed, epoch, sample_id]))
+    )
+
+
+def batch_rng(seed: int, epoch: int, batch: int, shard_index: int = 0) -> np.random.Generator:
+    """The random generator of one batch (mixup and cutmix pair its samples): a pure
+    function of the batch's position, so replicas and resumed streams draw the same."""
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([_BATCH_KEY, seed, epoch, batch, shard_index]))
     )

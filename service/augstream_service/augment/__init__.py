@@ -1,8 +1,19 @@
 """Augmentation: ``sample`` draws parameters (the only randomness), ``apply`` is pure."""
 
-from .apply import apply, standardize, warp
+from .apply import apply, apply_mask, standardize, warp
+from .batchops import mix_batch
 from .geometry import affine_matrix
 from .params import IDENTITY, TransformParams
 from .sample import sample
 
-__all__ = ["IDENTITY", "TransformParams", "affine_matrix", "apply", "sample", "standardize", "warp"]
+__all__ = [
+    "IDENTITY",
+    "TransformParams",
+    "affine_matrix",
+    "apply",
+    "apply_mask",
+    "mix_batch",
+    "sample",
+    "standardize",
+    "warp",
+]

@@ -11,8 +11,9 @@ from augstream.spec import FillMode, StreamSpec
 
 from .geometry import affine_matrix, is_identity
 from .params import TransformParams
+from .photometric import adjust, has_photometric
 
-__all__ = ["BORDER_MODES", "apply", "standardize", "warp"]
+__all__ = ["BORDER_MODES", "apply", "apply_mask", "standardize", "warp"]
 
 Array = np.ndarray[Any, Any]
 
@@ -93,6 +94,8 @@ def apply(image: Array, params: TransformParams, spec: StreamSpec, out: Array) -
     )
     if params.channel_shift is not None or params.brightness is not None:
         x = _photometric(x, params, legacy)
+    if has_photometric(params):
+        x = adjust(x.astype(np.float32, copy=False), params, erase_value=spec.erasing_value)
     if out.dtype == np.uint8:
         if x.dtype == np.uint8:
             out[...] = x
@@ -101,3 +104,17 @@ def apply(image: Array, params: TransformParams, spec: StreamSpec, out: Array) -
             out[...] = x
         return
     out[...] = standardize(x.astype(np.float32, copy=False), spec)
+
+
+def apply_mask(mask: Array, params: TransformParams, spec: StreamSpec, out: Array) -> None:
+    """The image's geometry (the same matrix) applied to its mask (uint8 HxWx1), with
+    nearest-neighbour sampling so class ids stay class ids, ``mask_cval`` where
+    ``fill_mode="constant"`` leaves the image, and no photometric operation."""
+    out[...] = warp(
+        mask,
+        params,
+        fill_mode=spec.fill_mode,
+        cval=spec.mask_cval,
+        order=0,
+        legacy_centre=spec.compat == "keras-legacy",
+    )

@@ -19,6 +19,13 @@ def _rotation(theta_deg: float) -> Matrix:
     return np.array([[math.cos(t), -math.sin(t), 0], [math.sin(t), math.cos(t), 0], [0, 0, 1]])
 
 
+def _crop(window: tuple[float, float, float, float], height: int, width: int) -> Matrix:
+    """Output pixel centres of a ``width`` x ``height`` image -> the source ``window``."""
+    left, top, crop_w, crop_h = window
+    sx, sy = crop_w / width, crop_h / height
+    return np.array([[sx, 0, left + 0.5 * sx - 0.5], [0, sy, top + 0.5 * sy - 0.5], [0, 0, 1]])
+
+
 def affine_matrix(
     params: TransformParams, height: int, width: int, *, legacy_centre: bool = False
 ) -> Matrix:
@@ -27,8 +34,9 @@ def affine_matrix(
 
     The product R . T . Shear . Zoom is Keras' own, centred on the image centre
     ((w - 1) / 2, (h - 1) / 2); the flips are applied to the output afterwards, so they sit
-    on the right of the product. ``legacy_centre`` reproduces Keras' centre, which swaps
-    height and width (off-centre for non-square images).
+    on the right of the product, and the crop window (if any) on the left.
+    ``legacy_centre`` reproduces Keras' centre, which swaps height and width (off-centre for
+    non-square images).
     """
     shear = math.radians(params.shear)
     matrix = (
@@ -47,6 +55,9 @@ def affine_matrix(
         matrix = matrix @ np.array([[-1, 0, width - 1], [0, 1, 0], [0, 0, 1]])
     if params.flip_vertical:
         matrix = matrix @ np.array([[1, 0, 0], [0, -1, height - 1], [0, 0, 1]])
+    if params.crop is not None:
+        # The crop comes first on the way from source to output, so last on the way back.
+        matrix = _crop(params.crop, height, width) @ matrix
     result: Matrix = matrix[:2]
     return result
 
@@ -65,4 +76,5 @@ def is_identity(params: TransformParams) -> bool:
         and params.zy == 1
         and not params.flip_horizontal
         and not params.flip_vertical
+        and params.crop is None
     )

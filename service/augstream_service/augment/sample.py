@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from augstream.spec import ShiftRange, StreamSpec
@@ -70,6 +73,9 @@ def sample(rng: np.random.Generator, spec: StreamSpec, shape: tuple[int, ...]) -
     brightness = None
     if spec.brightness_range is not None:
         brightness = float(rng.uniform(*spec.brightness_range))
+    # The newer operations draw after all of ImageDataGenerator's, so turning one on leaves
+    # the others' draws as they were.
+    newer = _newer(rng, spec, height, width) if _newer_on(spec) else {}
     return TransformParams(
         theta=theta,
         tx=tx,
@@ -81,6 +87,80 @@ def sample(rng: np.random.Generator, spec: StreamSpec, shape: tuple[int, ...]) -
         flip_vertical=flip_v,
         channel_shift=channel_shift,
         brightness=brightness,
+        **newer,
+    )
+
+
+def _range(rng: np.random.Generator, bounds: tuple[float, float] | None) -> float | None:
+    return None if bounds is None else float(rng.uniform(*bounds))
+
+
+def _newer(rng: np.random.Generator, spec: StreamSpec, height: int, width: int) -> dict[str, Any]:
+    drawn: dict[str, Any] = {}
+    if spec.random_crop_fraction < 1:
+        f = spec.random_crop_fraction
+        drawn["crop"] = _window(rng, height, width, width * f, height * f)
+    elif spec.random_resized_crop_scale is not None:
+        scale = float(rng.uniform(*spec.random_resized_crop_scale))
+        # The ratio is drawn log-uniformly, as torchvision does, relative to the image's own.
+        lo, hi = spec.random_resized_crop_ratio
+        ratio = math.exp(float(rng.uniform(math.log(lo), math.log(hi))))
+        crop_w = min(width, width * math.sqrt(scale * ratio))
+        crop_h = min(height, height * math.sqrt(scale / ratio))
+        drawn["crop"] = _window(rng, height, width, crop_w, crop_h)
+    drawn["contrast"] = _range(rng, spec.contrast_range)
+    drawn["saturation"] = _range(rng, spec.saturation_range)
+    if spec.hue_shift_range:
+        drawn["hue"] = float(rng.uniform(-spec.hue_shift_range, spec.hue_shift_range))
+    if spec.grayscale_probability:
+        drawn["grayscale"] = bool(rng.random() < spec.grayscale_probability)
+    drawn["blur"] = _range(rng, spec.blur_sigma_range)
+    if spec.noise_std_range is not None:
+        # The pixels' noise comes from a seed drawn here, so apply stays pure.
+        drawn["noise"] = (float(rng.uniform(*spec.noise_std_range)), int(rng.integers(2**63)))
+    if spec.jpeg_quality_range is not None:
+        lo_q, hi_q = spec.jpeg_quality_range
+        drawn["jpeg_quality"] = int(rng.integers(lo_q, hi_q + 1))
+    if spec.erasing_probability and rng.random() < spec.erasing_probability:
+        drawn["erase"] = _erase_box(rng, spec, height, width)
+    return drawn
+
+
+def _window(
+    rng: np.random.Generator, height: int, width: int, crop_w: float, crop_h: float
+) -> tuple[float, float, float, float]:
+    left = float(rng.uniform(0, width - crop_w))
+    top = float(rng.uniform(0, height - crop_h))
+    return (left, top, crop_w, crop_h)
+
+
+def _erase_box(
+    rng: np.random.Generator, spec: StreamSpec, height: int, width: int
+) -> tuple[int, int, int, int]:
+    """Random erasing's box (Zhong et al.): an area fraction and a log-uniform aspect ratio,
+    cut to the image, at a uniform position; at least one pixel."""
+    area = float(rng.uniform(*spec.erasing_scale)) * height * width
+    lo, hi = spec.erasing_ratio
+    ratio = math.exp(float(rng.uniform(math.log(lo), math.log(hi))))
+    box_h = min(height, max(1, round(math.sqrt(area / ratio))))
+    box_w = min(width, max(1, round(math.sqrt(area * ratio))))
+    top = int(rng.integers(0, height - box_h + 1))
+    left = int(rng.integers(0, width - box_w + 1))
+    return (top, left, box_h, box_w)
+
+
+def _newer_on(spec: StreamSpec) -> bool:
+    return bool(
+        spec.random_crop_fraction < 1
+        or spec.random_resized_crop_scale is not None
+        or spec.erasing_probability
+        or spec.contrast_range is not None
+        or spec.saturation_range is not None
+        or spec.hue_shift_range
+        or spec.grayscale_probability
+        or spec.blur_sigma_range is not None
+        or spec.noise_std_range is not None
+        or spec.jpeg_quality_range is not None
     )
 
 
@@ -95,4 +175,5 @@ def _is_off(spec: StreamSpec) -> bool:
         or spec.vertical_flip
         or spec.channel_shift_range
         or spec.brightness_range is not None
+        or _newer_on(spec)
     )
