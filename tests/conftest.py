@@ -70,3 +70,32 @@ def s3_server() -> Iterator[Any]:
 
     with S3Server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def noise_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset ``noise``: 2 classes x 150 RGB PNGs of independent noise, all 8 x 8, so a
+    target size of (8, 8) decodes them unchanged (Keras reads the same pixels) and 300
+    images span all 192 features (a full-rank ZCA)."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("stats") / "noise"
+    rng = np.random.default_rng(9)
+    for label, name in enumerate(("dark", "light")):
+        (root / name).mkdir(parents=True)
+        for n in range(150):
+            image = rng.integers(0, 180, (8, 8, 3), dtype=np.uint8) + np.uint8(60 * label)
+            cv2.imwrite(str(root / name / f"{n:03d}.png"), image)
+    return root
+
+
+@pytest.fixture(scope="session")
+def stats_server(noise_root: Path, image_root: Path) -> Iterator[LiveServer]:
+    """A live server for dataset statistics, serving ``noise`` and ``pets``."""
+    from augstream_service import Settings, create_app
+    from augstream_service.background import BackgroundServer
+
+    app = create_app(Settings(datasets=[noise_root, image_root], threads=2))
+    with BackgroundServer(app) as server:
+        yield LiveServer(server.url, app)

@@ -28,7 +28,8 @@ from ._exceptions import (
 from .client import Client
 from .generator import ImageDataGenerator
 from .info import DatasetInfo, FileListing, ServerInfo, StreamHeader
-from .spec import ArrayRefs, Position, Shard, StreamSpec
+from .spec import ArrayRefs, Position, Shard, StatsRefs, StreamSpec
+from .stats import DatasetStats, StatsRequest
 from .stream import Batch, RetryPolicy, Stream
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Client",
     "ConnectionLostError",
     "DatasetInfo",
+    "DatasetStats",
     "FileListing",
     "ImageDataGenerator",
     "IncompatibleStreamError",
@@ -52,6 +54,8 @@ __all__ = [
     "ServerInfo",
     "Shard",
     "Stream",
+    "StatsRefs",
+    "StatsRequest",
     "StreamClosedError",
     "StreamHeader",
     "StreamSpec",

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import numpy as np
 
 from ._exceptions import BusyError, TooLargeError
 from ._http import error_from_response
-from ._npy import NpyPayload, encode_npy
+from ._npy import NpyPayload, encode_npy, parse_npy_header
 from .info import DatasetInfo, FileListing, ServerInfo
 from .spec import MAX_REPLICAS, StreamSpec
+from .stats import DatasetStats, StatsRequest
 from .stream import RetryPolicy, Stream
 
 __all__ = ["Client"]
@@ -135,6 +137,60 @@ class Client:
             if not isinstance(error, BusyError) or attempt > self._retry.attempts:
                 raise error
             time.sleep(self._retry.delay(attempt, error))
+
+    def download(self, digest: str) -> np.ndarray[Any, Any]:
+        """The stored array ``digest`` (an upload, or statistics the server fitted)."""
+        response = self._http.get(f"/v1/arrays/{digest}/npy", headers=self._headers)
+        if response.status_code != 200:
+            raise error_from_response(response)
+        data = response.content
+        header = parse_npy_header(data[:65536], versions=(1, 2))
+        array = np.frombuffer(data, dtype=header.dtype, offset=header.offset)
+        return array.reshape(header.shape).copy()
+
+    def stats(
+        self,
+        spec: StreamSpec | None = None,
+        /,
+        *,
+        augment: bool = False,
+        rounds: int = 1,
+        seed: int | None = None,
+        sample_size: int | None = None,
+        zca_epsilon: float = 1e-6,
+        timeout: float = 3600.0,
+        **fields: Any,
+    ) -> DatasetStats:
+        """Dataset statistics for featurewise standardisation, computed by the server on the
+        images this spec reads: what Keras' ``fit(x, augment, rounds, seed)`` computes on
+        ``x`` (see ``StatsRequest``). The server keeps them; a spec names them in ``stats``
+        (``DatasetStats.stats``). ``timeout`` bounds the wait: a first fit reads every
+        image of the sample. With several replicas, each is sent the arrays.
+        """
+        request = StatsRequest(
+            spec=_resolve(spec, fields),
+            augment=augment,
+            rounds=rounds,
+            seed=seed,
+            sample_size=sample_size,
+            zca_epsilon=zca_epsilon,
+        )
+        response = self._http.post(
+            "/v1/stats",
+            json=request.request_body(),
+            headers=self._headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        )
+        if response.status_code != 200:
+            raise error_from_response(response)
+        result = DatasetStats.model_validate(response.json())
+        if len(self._https) > 1:
+            # Streams are spread over every replica; each needs the arrays the first made.
+            self.upload(result.mean_array())
+            self.upload(result.std_array())
+            if result.stats.zca_whitening_matrix is not None:
+                self.upload(self.download(result.stats.zca_whitening_matrix))
+        return result
 
     def datasets(self) -> list[DatasetInfo]:
         """The datasets the server offers."""

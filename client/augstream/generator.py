@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from . import _fit
 from ._dataframe import check_label_types, encode_rows, file_names
 from ._exceptions import InvalidSpecError
 from .client import Client
@@ -24,11 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageDataGenerator"]
 
-_NOT_YET = {
-    "featurewise_center": "needs dataset statistics computed by fit()",
-    "featurewise_std_normalization": "needs dataset statistics computed by fit()",
-    "zca_whitening": "needs a whitening matrix computed by fit()",
-}
 _AUGMENTATION = (
     "rotation_range",
     "width_shift_range",
@@ -116,9 +112,6 @@ class ImageDataGenerator:
                 f"ImageDataGenerator() got unexpected keyword arguments {unknown}; augstream's "
                 f"own operations are {list(OPERATIONS)}"
             )
-        for name, why in _NOT_YET.items():
-            if locals()[name]:
-                raise ValueError(f"{name}=True is not supported yet: it {why}")
         if data_format not in (None, "channels_last", "channels_first"):
             raise ValueError(
                 f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}"
@@ -131,6 +124,16 @@ class ImageDataGenerator:
         self.rescale = rescale
         self.samplewise_center = samplewise_center or samplewise_std_normalization
         self.samplewise_std_normalization = samplewise_std_normalization
+        (
+            self.featurewise_center,
+            self.featurewise_std_normalization,
+            self.zca_whitening,
+        ) = _fit.resolve_flags(featurewise_center, featurewise_std_normalization, zca_whitening)
+        self.zca_epsilon = zca_epsilon
+        #: Keras' statistics, set by ``fit`` (or by hand: precomputed ones are sent as given).
+        self.mean: np.ndarray[Any, Any] | None = None
+        self.std: np.ndarray[Any, Any] | None = None
+        self.zca_whitening_matrix: np.ndarray[Any, Any] | None = None
         values = locals()
         self._augmentation: dict[str, Any] = {name: values[name] for name in _AUGMENTATION}
         if isinstance(zoom_range, list):
@@ -160,6 +163,7 @@ class ImageDataGenerator:
                 "rescale": self.rescale,
                 "samplewise_center": self.samplewise_center,
                 "samplewise_std_normalization": self.samplewise_std_normalization,
+                **{flag: getattr(self, flag) for _, flag in _fit.STATS},
             }
         dtype = "uint8" if self.dtype == "uint8" else "float32"
         return StreamSpec.model_validate(
@@ -176,7 +180,88 @@ class ImageDataGenerator:
             x = x - x.mean(axis=(1, 2, 3), keepdims=True)
         if self.samplewise_std_normalization:
             x = x / (x.std(axis=(1, 2, 3), keepdims=True) + np.float32(1e-6))
-        return x
+        return _fit.apply_featurewise(self, x)
+
+    def fit(
+        self,
+        x: Any,
+        augment: bool = False,
+        rounds: int = 1,
+        seed: int | None = None,
+        *,
+        target_size: tuple[int, int] = (256, 256),
+        color_mode: str = "rgb",
+        classes: list[str] | None = None,
+        subset: str | None = None,
+        interpolation: str = "nearest",
+        keep_aspect_ratio: bool = False,
+        sample_size: int | None = None,
+    ) -> None:
+        """Keras' ``fit``: compute the statistics featurewise standardisation needs, on the
+        server, and set ``mean``, ``std`` and ``zca_whitening_matrix``.
+
+        ``x`` names a dataset on the server (read as ``flow_from_directory`` would, with
+        ``target_size`` and the other keywords), or is a rank-4 array of images (uploaded
+        once, as ``flow`` uploads). ``augment``, ``rounds`` and ``seed`` mean what they mean
+        in Keras (an unset seed is 0: fits are reproducible); ``sample_size`` fits on that
+        many images drawn from ``seed``. The server caches the result, so fitting again is
+        cheap.
+        """
+        if not (self.featurewise_center or self.zca_whitening):
+            return  # nothing to compute, as in Keras
+        client = self._client()
+        if isinstance(x, str):
+            source: dict[str, Any] = {
+                "dataset": x,
+                "target_size": tuple(target_size),
+                "color_mode": color_mode,
+                "classes": classes,
+                "subset": subset,
+                "interpolation": interpolation,
+                "keep_aspect_ratio": keep_aspect_ratio,
+            }
+        else:
+            images = np.asarray(x)
+            if images.ndim != 4:
+                raise ValueError(
+                    f"Input to `.fit()` should have rank 4. Got array with shape: {images.shape}"
+                )
+            if self._channels_first():
+                images = images.transpose(0, 2, 3, 1)
+            modes = {1: "grayscale", 3: "rgb", 4: "rgba"}
+            if images.shape[3] not in modes:
+                raise ValueError(f"images must have 1, 3 or 4 channels, got shape {images.shape}")
+            source = {
+                "arrays": {"x": client.upload(images)},
+                "target_size": images.shape[1:3],
+                "color_mode": modes[images.shape[3]],
+            }
+        # Keras' fit applies rescale but not the sample-wise steps (nor preprocessing_function).
+        spec = StreamSpec.model_validate(
+            {
+                **self._augmentation,
+                "rescale": self.rescale,
+                **{flag: getattr(self, flag) for _, flag in _fit.STATS},
+                "class_mode": "none",
+                **source,
+            }
+        )
+        result = client.stats(
+            spec,
+            augment=augment,
+            rounds=rounds,
+            seed=seed,
+            sample_size=sample_size,
+            zca_epsilon=self.zca_epsilon,
+        )
+        if self.featurewise_center:
+            self.mean = result.mean_array()
+        if self.featurewise_std_normalization:
+            self.std = result.std_array()
+        if self.zca_whitening:
+            digest = result.stats.zca_whitening_matrix
+            assert digest is not None  # asked for with the spec's zca_whitening
+            self.zca_whitening_matrix = client.download(digest)
 
     def flow_from_directory(
         self,
@@ -414,6 +499,12 @@ class ImageDataGenerator:
         from .keras import RemoteIterator  # Keras is imported only when it is needed
 
         cast = None if self.dtype in (None, "float32", "uint8") else str(np.dtype(self.dtype))
+        if self._standardise_on_client():
+            _fit.check_fitted(self)
+        elif self.featurewise_center:
+            spec = StreamSpec.model_validate(
+                {**spec.model_dump(), "stats": _fit.stats_refs(self, client)}
+            )
         return RemoteIterator(
             client,
             spec,

@@ -19,6 +19,7 @@ MODULES = [
     "augstream.client",
     "augstream.stream",
     "augstream.generator",
+    "augstream.stats",
     "augstream_service",
     "augstream_service.sampling",
     "augstream_service.pipeline",
@@ -29,6 +30,8 @@ MODULES = [
     "augstream_service.samples",
     "augstream_service.uploads",
     "augstream_service.producer",
+    "augstream_service.stats",
+    "augstream_service.fit",
 ]
 
 
@@ -52,6 +55,7 @@ def test_top_level_surface() -> None:
         "Client",
         "ConnectionLostError",
         "DatasetInfo",
+        "DatasetStats",
         "FileListing",
         "ImageDataGenerator",
         "IncompatibleStreamError",
@@ -64,6 +68,8 @@ def test_top_level_surface() -> None:
         "ServerInfo",
         "Shard",
         "Stream",
+        "StatsRefs",
+        "StatsRequest",
         "StreamClosedError",
         "StreamHeader",
         "StreamSpec",

@@ -273,7 +273,7 @@ def test_featurewise_flags_resolve_as_in_keras() -> None:
 
 def test_stats_without_their_flag_are_refused_by_name() -> None:
     digest = "0" * 64
-    with pytest.raises(ValidationError, match="stats.std is given but featurewise_std_norm"):
+    with pytest.raises(ValidationError, match=r"stats\.std is given but featurewise_std_norm"):
         spec(featurewise_center=True, stats={"mean": digest, "std": digest})
     kept = spec(featurewise_center=True, stats={"mean": digest})
     assert kept.stats is not None and kept.stats.mean == digest
