@@ -359,6 +359,11 @@ def _check_images(spec: StreamSpec, x: Array) -> None:
             f"uploaded images have {x.shape[3]} channels; "
             f"color_mode={spec.color_mode!r} means {spec.channels}",
         )
+    if x.dtype != np.uint8 and spec.jpeg_quality_range is not None:
+        raise PlanError(
+            "jpeg_quality_range",
+            f"JPEG re-encoding needs 8-bit images; the uploaded images are {x.dtype}",
+        )
     if x.dtype != np.uint8 and spec.output_dtype == "uint8":
         raise PlanError(
             "dtype",

@@ -120,3 +120,12 @@ def test_newer_operations_and_cutmix_stream_reproducibly(client: Client) -> None
         (0.0, 1.0, 0.0),
         (0.0, 0.0, 1.0),
     }
+
+
+def test_jpeg_quality_needs_8_bit_uploads(client: Client) -> None:
+    images = np.random.default_rng(0).random((4, 8, 8, 3), dtype=np.float32)
+    digest = client.upload(images)
+    fields = dict(arrays={"x": digest}, target_size=(8, 8), class_mode="none", dtype="float32")
+    with pytest.raises(InvalidSpecError, match="jpeg_quality_range"):
+        client.files(**fields, jpeg_quality_range=(50, 90))
+    assert len(client.files(**fields, noise_std_range=(0.0, 0.1)).rows or []) == 4
