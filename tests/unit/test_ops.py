@@ -4,6 +4,7 @@ at strength, and reaching masks exactly when it is geometric."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -216,3 +217,26 @@ def test_cutmix_pastes_masks_with_their_pixels_and_mixup_refuses_masks() -> None
 def test_bad_parameters_are_refused_by_name(fields: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         StreamSpec(dataset="d", **fields)
+
+
+def test_the_front_end_passes_the_operations_through_by_keyword() -> None:
+    from augstream.generator import OPERATIONS, ImageDataGenerator
+
+    keras_names = set(inspect.signature(ImageDataGenerator).parameters)
+    newer = {n for op in OPS.values() for n in op.strong} - keras_names
+    assert set(OPERATIONS) - {"mask_cval"} == newer
+    gen = ImageDataGenerator(
+        False,
+        True,
+        server="http://unused",
+        contrast_range=(0.8, 1.2),
+        cutmix_alpha=1.0,
+        mask_cval=255,
+    )  # positional arguments are still Keras' (samplewise_center=True here)
+    fields = gen._spec_fields(dataset="d")
+    assert (fields.contrast_range, fields.cutmix_alpha, fields.mask_cval) == ((0.8, 1.2), 1, 255)
+    assert fields.samplewise_center
+    with pytest.raises(TypeError, match="blur_sigma"):
+        ImageDataGenerator(blur_sigma=(1, 2))
+    with pytest.raises(ValueError, match="hue_shift_range"):
+        ImageDataGenerator(hue_shift_range=400)
