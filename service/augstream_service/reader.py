@@ -157,4 +157,6 @@ class ImageReader:
 
 def _reduces(spec: StreamSpec) -> bool:
     # Keras' legacy path decodes at full size (PIL) and resizes: "keras-legacy" does the same.
-    return spec.compat != "keras-legacy"
+    # A reduced JPEG's size is rounded up to whole blocks, so it would not cover exactly the
+    # pixels of its full-size PNG mask: images with masks decode at full size too.
+    return spec.compat != "keras-legacy" and spec.class_mode != "mask"
