@@ -13,18 +13,14 @@ possible: the point is that the method holds (the same batches, spread), and wha
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-
 from augstream import Client
+from augstream_service.compare.process import serve
 from benchmarks.remote_cache import write_images
 
 SPEC = {
@@ -36,30 +32,6 @@ SPEC = {
     "epochs": 1,
     "seed": 3,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(root: Path, threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
-    command = [sys.executable, "-m", "augstream._cli", "serve", str(root), "--port", str(port)]
-    command += ["--threads", str(threads), "--log-level", "warning"]
-    process = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("augstream serve did not come up")
 
 
 def one_epoch(urls: list[str]) -> float:
@@ -78,22 +50,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    # Caches off: every image decoded, as on a first epoch.
+    env = {"AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "photos"
         write_images(root, args.images, args.size)
-        servers = [start_server(root, args.threads) for _ in range(3)]
-        try:
-            urls = [url for _, url in servers]
+        with ExitStack() as stack:
+            urls = [stack.enter_context(serve(root, args.threads, env)).url for _ in range(3)]
             one_epoch(urls[:1])  # warm the page cache and the processes
             runs: dict[int, list[float]] = {1: [], 2: [], 3: []}
             for _ in range(args.rounds):
                 for n, found in runs.items():
                     found.append(one_epoch(urls[:n]))
             rates = {n: statistics.median(found) for n, found in runs.items()}
-        finally:
-            for process, _ in servers:
-                process.terminate()
-                process.wait(timeout=30)
     print(
         f"{args.images} JPEGs {args.size}px -> 128px, {args.threads} thread(s) per replica, "
         f"median of {args.rounds} epochs each"

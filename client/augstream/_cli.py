@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``augstream`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and "--compare" in argv:
+        # The comparison runs its own servers on loopback: no URL, options of its own.
+        return _compare([a for a in argv[1:] if a != "--compare"])
     args = _parser().parse_args(argv)
     if hasattr(args, "client_command"):
         return run_client_command(args)
@@ -59,6 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._demo import run_demo
 
     return run_demo(epochs=args.epochs, out=args.out)
+
+
+def _compare(argv: list[str]) -> int:
+    try:
+        from augstream_service.compare import main as compare
+    except ImportError as exc:
+        print(
+            f"augstream bench --compare needs the server and Keras extras ({exc.name} is "
+            "missing): pip install 'augstream[service,keras,demo]'",
+            file=sys.stderr,
+        )
+        return 2
+    return compare(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -240,6 +240,13 @@ def _add_bench(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         },
     )
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    # Handled before parsing (augstream._cli): listed here so that --help shows it.
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help="instead: compare augstream with Keras' ImageDataGenerator, tf.data and tf.data "
+        "service on this machine (no URL; see augstream bench --compare --help)",
+    )
     bench.set_defaults(client_command=_bench)
 
 

@@ -221,46 +221,64 @@ def decode_batch(body: bytes | bytearray) -> BatchFrame:
 class FrameDecoder:
     """Incremental decoder: feed it bytes as they arrive, get whole frames back.
 
-    It does no I/O and keeps no more than one partial frame buffered.
+    It does no I/O and keeps no more than one partial frame buffered. Each body is copied
+    once, from the fed bytes into a buffer of its declared size (megabyte batches arrive in
+    many small reads; gathering them in one growing buffer would copy each byte again).
     """
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self._buffer = bytearray()
+        self._prefix = bytearray()
         self._max = max_frame_bytes
+        #: The frame being filled: its kind, CRC, body and how much of the body has arrived.
+        self._frame: tuple[FrameKind, int, bytearray] | None = None
+        self._filled = 0
 
     @property
     def pending(self) -> int:
         """Bytes received that do not yet form a whole frame."""
-        return len(self._buffer)
+        return len(self._prefix) + (_PREFIX.size + self._filled if self._frame else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Add received bytes; return every frame they complete, in order."""
-        self._buffer += data
+        view = memoryview(data).cast("B")
         frames: list[Frame] = []
-        while len(self._buffer) >= _PREFIX.size:
-            length, kind, crc = _PREFIX.unpack_from(self._buffer)
-            try:
-                frame_kind = FrameKind(kind)
-            except ValueError:
-                raise ProtocolError(f"unknown frame kind {kind}") from None
-            if length > self._max:
-                raise ProtocolError(
-                    f"frame of {length} bytes exceeds the limit of {self._max} bytes"
-                )
-            end = _PREFIX.size + length
-            if len(self._buffer) < end:
-                break
-            # A bytearray, so the arrays decoded from it are writable (x /= 255 works).
-            body = self._buffer[_PREFIX.size : end]
-            del self._buffer[:end]
-            if zlib.crc32(body) != crc:
-                raise ProtocolError(f"{frame_kind.name} frame failed its CRC-32 check")
-            frames.append(Frame(frame_kind, body))
+        while view.nbytes:
+            if self._frame is None:
+                wanted = _PREFIX.size - len(self._prefix)
+                self._prefix += view[:wanted]
+                view = view[wanted:]
+                if len(self._prefix) < _PREFIX.size:
+                    break
+                self._start_frame()
+                assert self._frame is not None
+            kind, crc, body = self._frame
+            take = min(len(body) - self._filled, view.nbytes)
+            body[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == len(body):  # (at once for an empty body)
+                self._frame = None
+                if zlib.crc32(body) != crc:
+                    raise ProtocolError(f"{kind.name} frame failed its CRC-32 check")
+                # A bytearray, so the arrays decoded from it are writable (x /= 255 works).
+                frames.append(Frame(kind, body))
         return frames
+
+    def _start_frame(self) -> None:
+        length, kind, crc = _PREFIX.unpack(self._prefix)
+        self._prefix.clear()
+        try:
+            frame_kind = FrameKind(kind)
+        except ValueError:
+            raise ProtocolError(f"unknown frame kind {kind}") from None
+        if length > self._max:
+            raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max} bytes")
+        self._frame = (frame_kind, crc, bytearray(length))
+        self._filled = 0
 
     def close(self) -> None:
         """Declare the end of the input; raise if it stopped inside a frame."""
-        if self._buffer:
+        if self.pending:
             raise TruncatedError(
-                f"stream ended inside a frame ({len(self._buffer)} bytes of it received)"
+                f"stream ended inside a frame ({self.pending} bytes of it received)"
             )

@@ -27,6 +27,11 @@ log = logging.getLogger("augstream.stream")
 
 #: Bytes per second below which a client counts as stalled (far below any real network).
 MIN_READ_RATE = 16 << 10
+#: Largest piece of a batch handed to the server at once. Python 3.11's asyncio transport
+#: keeps unsent bytes in one bytearray and deletes each sent piece from its front, so a
+#: multi-megabyte write costs a memmove of the rest per socket send: quadratic. Pieces of a
+#: quarter megabyte keep that small and are still large writes (memoryview slices: no copy).
+SEND_PIECE = 256 << 10
 Chunk = bytes | memoryview
 
 
@@ -224,8 +229,9 @@ async def _oldest(
     pending.popleft()
     batch = ready.result()
     on_batch(batch.images, batch.nbytes)
-    for chunk in batch.parts:
-        yield chunk
+    for part in batch.parts:
+        for start in range(0, len(part), SEND_PIECE):
+            yield part[start : start + SEND_PIECE]
 
 
 _HEARTBEAT = encode_json_frame(FrameKind.HEARTBEAT)

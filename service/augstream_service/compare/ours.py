@@ -1,0 +1,67 @@
+"""augstream doing the comparison's work: its pipeline in process (d), and served over
+loopback HTTP from an ``augstream serve`` process, cold (e) and warm (f)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from augstream import Client
+from augstream.spec import StreamSpec
+from augstream.wire import expand
+from augstream_service.catalog import Catalog
+from augstream_service.limits import Limits
+from augstream_service.pipeline import ProducedBatch, make_plan
+from augstream_service.reader import ImageReader
+from augstream_service.uploads import UploadStore
+
+from .work import SPEC
+
+__all__ = ["in_process", "served"]
+
+Array = np.ndarray[Any, Any]
+
+
+def in_process(root: Path, threads: int, prefetch: int = 4) -> Iterator[Array]:
+    """(d) The server's pipeline without HTTP: the same stages on a pool of ``threads``,
+    ``prefetch`` batches ahead, no caches (every image decoded)."""
+    cv2.setNumThreads(1)
+    catalog = Catalog.from_folders([root], "error", {}, {})
+    reader = ImageReader(byte_cache_bytes=0, image_cache_bytes=0)
+    # Nothing is uploaded: the store is never written to.
+    uploads = UploadStore(root / ".uploads", max_upload_bytes=0, max_total_bytes=0)
+    spec = StreamSpec(dataset=root.name, **SPEC)
+    plan = make_plan(spec, catalog, uploads, Limits(), reader, compact=True)
+    x_entry = plan.header()["arrays"]["x"]
+    per_epoch = plan.batches_per_epoch
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[Future[ProducedBatch]] = deque()
+        n = 0
+        while True:
+            while len(pending) < prefetch:
+                epoch, batch = divmod(n, per_epoch)
+                pending.append(pool.submit(plan.produce_batch, epoch, batch, compact=True))
+                n += 1
+            # As the server would send it and the client expand it, minus the HTTP between.
+            yield expand(pending.popleft().result().arrays["x"], x_entry)
+
+
+def served(url: str) -> Generator[Array, None, None]:
+    """(e, f) Batches from a server over HTTP, through the client library."""
+    with Client(url) as client, client.stream(dataset=_dataset_name(url), **SPEC) as stream:
+        while True:
+            x = stream.next_batch(timeout=300).x
+            assert isinstance(x, np.ndarray)
+            yield x
+
+
+def _dataset_name(url: str) -> str:
+    with Client(url) as client:
+        (dataset,) = client.datasets()
+        return dataset.name
