@@ -260,10 +260,12 @@ def _compute(
             return Moments(0, np.zeros(0), np.zeros(0))
         return Moments.of(x[:kept], full=full)
 
-    work = [(r, chunk) for r in range(rounds) for chunk in _chunks(ids, int(np.prod(shape)))]
+    features = int(np.prod(shape))
+    work = [(r, chunk) for r in range(rounds) for chunk in _chunks(ids, features)]
     total = Moments(0, np.zeros(0), np.zeros(0))
-    # A few chunks at a time (a ZCA chunk's scatter is a D x D matrix); merged in order.
-    window = 4
+    # A few chunks at a time, merged in order. A large ZCA chunk's scatter is a big D x D
+    # matrix (128 MiB at D = 4096) whose product BLAS already spreads over the cores: one.
+    window = 1 if full and 8 * features * features > 4 * _CHUNK_BYTES else 4
     for start in range(0, len(work), window):
         for part in pool.map(moments, work[start : start + window]):
             total = total.merged(part)
