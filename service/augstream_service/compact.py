@@ -27,7 +27,8 @@ UINT8_FIELDS = frozenset(
         # geometry: OpenCV warps uint8 to uint8
         "rotation_range", "width_shift_range", "height_shift_range", "shear_range",
         "zoom_range", "fill_mode", "cval", "horizontal_flip", "vertical_flip",
-        "interpolation_order",
+        "interpolation_order", "random_crop_fraction", "random_resized_crop_scale",
+        "random_resized_crop_ratio", "mask_cval",
         # the scale the client applies
         "rescale",
     }

@@ -75,19 +75,28 @@ def test_cache_hits_and_cold_reads_give_the_same_bytes(servers: tuple[str, str])
     assert len(cold) == 6  # 10 images, batches of 4, two epochs
 
 
-def test_compact_images_expand_to_the_server_s_floats(servers: tuple[str, str]) -> None:
-    url = servers[0]
-    with Client(url) as client, client.stream(**SPEC) as stream:
+@pytest.mark.parametrize("change", [{}, {"random_resized_crop_scale": (0.5, 1.0)}])
+def test_compact_images_expand_to_the_server_s_floats(
+    servers: tuple[str, str], change: dict[str, Any]
+) -> None:
+    url, spec = servers[0], {**SPEC, **change}
+    with Client(url) as client, client.stream(**spec) as stream:
         assert stream.header.arrays["x"]["wire"] == {"dtype": "uint8", "scale": 1 / 255}
         compact = [stream.next_batch(timeout=60).x for _ in range(2 * len(stream))]
-    floats = raw_floats(url, SPEC)
+    floats = raw_floats(url, spec)
     assert [x.dtype for x in compact] == [np.dtype(np.float32)] * len(floats)
     assert [x.tobytes() for x in compact] == [x.tobytes() for x in floats]
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"channel_shift_range": 10.0}, {"samplewise_center": True}, {"brightness_range": (0.8, 1.2)}],
+    [
+        {"channel_shift_range": 10.0},
+        {"samplewise_center": True},
+        {"brightness_range": (0.8, 1.2)},
+        {"contrast_range": (0.8, 1.2)},
+        {"mixup_alpha": 0.4},
+    ],
 )
 def test_photometric_work_is_sent_as_floats(servers: tuple[str, str], change: Any) -> None:
     with Client(servers[0]) as client, client.stream(**SPEC, **change) as stream:

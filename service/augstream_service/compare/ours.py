@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import httpx
 import numpy as np
 
 from augstream import Client
@@ -23,7 +24,7 @@ from augstream_service.uploads import UploadStore
 
 from .work import SPEC
 
-__all__ = ["in_process", "served"]
+__all__ = ["in_process", "served", "stage_seconds"]
 
 Array = np.ndarray[Any, Any]
 
@@ -65,3 +66,18 @@ def _dataset_name(url: str) -> str:
     with Client(url) as client:
         (dataset,) = client.datasets()
         return dataset.name
+
+
+def stage_seconds(url: str) -> dict[str, float]:
+    """Seconds the server's workers have spent so far in each stage (read, decode, augment,
+    encode), from its ``/metrics``: the profile of where served time goes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return {
+        sample.labels["stage"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "augstream_stage_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_sum")
+    }

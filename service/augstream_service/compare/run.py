@@ -55,6 +55,8 @@ def run(
 ) -> dict[str, Any]:
     """Measure every contender in ``only`` (letters a-g); return the figures."""
     figures: dict[str, Figures] = {}
+    #: Milliseconds of worker time per image in each server stage, cold and warm.
+    profile: dict[str, dict[str, float]] = {}
 
     def step(letter: str, make: Callable[[], Figures]) -> None:
         if letter in only:
@@ -73,9 +75,15 @@ def run(
             cold = measure(stream, min(batches, per_epoch - 1))
             for _ in range(per_epoch - 1 - min(batches, per_epoch - 1)):
                 next(stream)
+            after_cold = ours.stage_seconds(server.url)
             step("e", lambda: cold)
             step("f", lambda: measure(stream, batches, warmup=0))
             stream.close()
+            after_warm = ours.stage_seconds(server.url)
+            images = per_epoch * BATCH
+            profile["cold"] = _per_image(after_cold, {}, images)
+            if "f" in figures:
+                profile["warm"] = _per_image(after_warm, after_cold, figures["f"].images)
     if "a" in only or "b" in only or "c" in only:
         from . import rivals
 
@@ -103,6 +111,14 @@ def run(
         "images_per_s": {k: round(v.images_per_s, 1) for k, v in sorted(figures.items())},
         "images_timed": {k: v.images for k, v in sorted(figures.items())},
         "transport": {k: round(v, 1) for k, v in transport.items()},
+        "server_ms_per_image": profile,
+    }
+
+
+def _per_image(now: dict[str, float], before: dict[str, float], images: int) -> dict[str, float]:
+    return {
+        stage: round((seconds - before.get(stage, 0.0)) * 1000 / images, 3)
+        for stage, seconds in now.items()
     }
 
 
@@ -133,6 +149,9 @@ def report(result: dict[str, Any]) -> str:
             f"{transport['http_mb_s']:.0f} MB/s (raw socket {transport['raw_socket_mb_s']:.0f}"
             " MB/s) |"
         )
+    for when, stages in result["server_ms_per_image"].items():
+        spent = ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items())
+        lines.append(f"\nserver worker ms per image, {when}: {spent}")
     lines.append("")
     for mine, theirs, ratio, target, met in ratios(result):
         versus = theirs if theirs == "raw socket" else f"({theirs})"
