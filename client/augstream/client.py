@@ -164,8 +164,9 @@ class Client:
         """Dataset statistics for featurewise standardisation, computed by the server on the
         images this spec reads: what Keras' ``fit(x, augment, rounds, seed)`` computes on
         ``x`` (see ``StatsRequest``). The server keeps them; a spec names them in ``stats``
-        (``DatasetStats.stats``). ``timeout`` bounds the wait: a first fit reads every
-        image of the sample. With several replicas, each is sent the arrays.
+        (``DatasetStats.stats``). ``seed`` is the fit's (the spec's own plays no part).
+        ``timeout`` bounds the wait: a first fit reads every image of the sample. With
+        several replicas, each is sent the arrays.
         """
         request = StatsRequest(
             spec=_resolve(spec, fields),
@@ -186,8 +187,10 @@ class Client:
         result = DatasetStats.model_validate(response.json())
         if len(self._https) > 1:
             # Streams are spread over every replica; each needs the arrays the first made.
-            self.upload(result.mean_array())
-            self.upload(result.std_array())
+            if result.stats.mean is not None:
+                self.upload(result.mean_array())
+            if result.stats.std is not None:
+                self.upload(result.std_array())
             if result.stats.zca_whitening_matrix is not None:
                 self.upload(self.download(result.stats.zca_whitening_matrix))
         return result

@@ -22,7 +22,8 @@ class StatsRequest(BaseModel):
     ``rescale`` (as Keras' ``fit`` does; sample-wise normalisation is not applied, as in
     Keras), and with ``augment`` transformed ``rounds`` times by the spec's random
     augmentation, drawn from ``seed``. ``sample_size`` takes that many images (drawn from
-    ``seed``) instead of all. The per-channel mean and std are always computed; the ZCA
+    ``seed``) instead of all. The per-channel mean and std are always computed (digests are
+    given for those the spec's flags apply, as Keras' ``fit`` sets only those); the ZCA
     matrix when the spec sets ``zca_whitening``. The spec's stream fields (batch size,
     shuffle, its own seed, start, shard, epochs, dtype) play no part.
     """
@@ -55,7 +56,8 @@ class DatasetStats(BaseModel):
     #: 1 x 1 x C arrays).
     mean: list[float]
     std: list[float]
-    #: Digests of the stored arrays: ``mean``, ``std`` and (if asked) the ZCA matrix.
+    #: Digests of the stored arrays the spec's flags apply (``featurewise_center``: ``mean``,
+    #: ``featurewise_std_normalization``: ``std``, ``zca_whitening``: the ZCA matrix).
     stats: StatsRefs
     #: Side of the ZCA matrix (height x width x channels), or None.
     zca_features: int | None = None

@@ -62,6 +62,8 @@ _NOT_IN_FIT = {
     "stats": None,
     "dtype": "float32",
 }
+#: The flag that applies each of ``FitResult.refs`` (in their order).
+_FLAGS = ("featurewise_center", "featurewise_std_normalization", "zca_whitening")
 #: Bytes of float64 features per chunk of images (at least one image per chunk).
 _CHUNK_BYTES = 8 << 20
 _MAX_CHUNK = 64
@@ -87,7 +89,9 @@ class FitResult:
     statistics: Statistics
     refs: dict[str, str | None]
 
-    def as_dict(self, *, cached: bool) -> dict[str, Any]:
+    def as_dict(self, spec: StreamSpec, *, cached: bool) -> dict[str, Any]:
+        """The answer to a request with ``spec``: the values, and the digests of the arrays
+        its flags apply (as Keras' ``fit`` sets only those), ready for its ``stats``."""
         stats = self.statistics
         assert stats.mean is not None and stats.std is not None
         zca = stats.zca_whitening_matrix
@@ -95,7 +99,10 @@ class FitResult:
             "samples": self.samples,
             "mean": stats.mean.reshape(-1).tolist(),
             "std": stats.std.reshape(-1).tolist(),
-            "stats": self.refs,
+            "stats": {
+                name: digest if getattr(spec, flag) else None
+                for (name, digest), flag in zip(self.refs.items(), _FLAGS, strict=True)
+            },
             "zca_features": None if zca is None else len(zca),
             "cached": cached,
         }
@@ -138,7 +145,7 @@ class StatsBook:
                 if done is not None and _stored(uploads, done):
                     self._done.move_to_end(key)
                     self.hits += 1
-                    return done.as_dict(cached=True)
+                    return done.as_dict(request.spec, cached=True)
                 flight = self._flights.get(key)
                 mine = flight is None
                 if mine:
@@ -161,7 +168,7 @@ class StatsBook:
                 self._done[key] = result
                 while len(self._done) > _REMEMBERED:
                     self._done.popitem(last=False)
-            return result.as_dict(cached=False)
+            return result.as_dict(request.spec, cached=False)
 
 
 def _sample_ids(request: StatsRequest, count: int) -> Array:

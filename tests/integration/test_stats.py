@@ -39,7 +39,7 @@ def test_fit_then_stream_standardised(stats_server: LiveServer, noise_root: Path
             **NOISE,
             rescale=1 / 255,
             featurewise_std_normalization=True,
-            stats={"mean": fitted.stats.mean, "std": fitted.stats.std},
+            stats=fitted.stats,
             shuffle=False,
             batch_size=100,
             epochs=1,
@@ -135,3 +135,27 @@ def test_bad_requests_name_what_was_wrong(stats_server: LiveServer) -> None:
                 )
             )
     assert fitted.samples == 300
+
+
+def test_replicas_are_sent_the_statistics(
+    stats_server: LiveServer, noise_root: Path, image_root: Path, tmp_path: Path
+) -> None:
+    # The second replica keeps its uploads elsewhere: it has never seen these statistics
+    # until the client sends them, and then streams the same bytes as the first.
+    from augstream_service import Settings, create_app
+    from augstream_service.background import BackgroundServer
+
+    fresh = create_app(
+        Settings(datasets=[noise_root, image_root], threads=1, upload_dir=tmp_path / "uploads")
+    )
+    spec = {**NOISE, "zca_whitening": True, "shuffle": False, "batch_size": 50, "epochs": 1}
+    with BackgroundServer(fresh) as other, Client([stats_server.url, other.url]) as both:
+        fitted = both.stats(**spec, zca_epsilon=1e-3, sample_size=250, seed=2)
+        refs = fitted.stats.model_dump(exclude_none=True)
+        assert set(refs) == {"mean", "zca_whitening_matrix"}  # ZCA turns std off
+        with Client(other.url) as second:
+            assert all(second.download(digest).size for digest in refs.values())
+            alone = np.concatenate([x for x, _ in second.stream(**spec, stats=refs)])
+        spread = np.concatenate([x for x, _ in both.stream(**spec, stats=refs)])
+    np.testing.assert_array_equal(spread, alone)
+    assert spread.shape == (300, 8, 8, 3)
