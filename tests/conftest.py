@@ -91,11 +91,11 @@ def noise_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stats_server(noise_root: Path, image_root: Path) -> Iterator[LiveServer]:
-    """A live server for dataset statistics, serving ``noise`` and ``pets``."""
+def stats_server(noise_root: Path, image_root: Path, corrupt_root: Path) -> Iterator[LiveServer]:
+    """A live server for dataset statistics, serving ``noise``, ``pets`` and ``broken``."""
     from augstream_service import Settings, create_app
     from augstream_service.background import BackgroundServer
 
-    app = create_app(Settings(datasets=[noise_root, image_root], threads=2))
+    app = create_app(Settings(datasets=[noise_root, image_root, corrupt_root], threads=2))
     with BackgroundServer(app) as server:
         yield LiveServer(server.url, app)

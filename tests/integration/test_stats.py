@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from augstream import Client, InvalidSpecError, NotFoundError, StreamSpec
+from augstream import Client, InvalidSpecError, NotFoundError, ServerError, StreamSpec
 from tests.conftest import LiveServer
 
 NOISE = {"dataset": "noise", "target_size": (8, 8), "class_mode": "sparse"}
@@ -121,6 +122,9 @@ def test_bad_requests_name_what_was_wrong(stats_server: LiveServer) -> None:
             next(iter(client.stream(**NOISE, featurewise_center=True)))
         with pytest.raises(InvalidSpecError, match=r"sample_size.*at most"):
             client.stats(**NOISE, augment=True, rounds=1000, featurewise_center=True)
+        with pytest.raises(ServerError, match=r"could not be read.*broken/dog/000\.png") as bad:
+            client.stats(dataset="broken", target_size=(8, 8), featurewise_center=True)
+        assert bad.value.status == 502
         fitted = client.stats(**NOISE, featurewise_center=True)
         with pytest.raises(InvalidSpecError, match=r"stats\.mean: expected numbers that broad"):
             # A mean of the wrong shape: 3 channels' statistics for grayscale images.
@@ -159,3 +163,20 @@ def test_replicas_are_sent_the_statistics(
         spread = np.concatenate([x for x, _ in both.stream(**spec, stats=refs)])
     np.testing.assert_array_equal(spread, alone)
     assert spread.shape == (300, 8, 8, 3)
+
+
+def test_concurrent_requests_for_one_fit_compute_it_once(stats_server: LiveServer) -> None:
+    # Long enough (5 augmented rounds: 1,500 images) that all four requests arrive while it
+    # runs (without single flight, each would compute it).
+    before = cache_figures(stats_server)
+    spec = StreamSpec(**NOISE, featurewise_center=True, horizontal_flip=True)
+
+    def fit(_: int) -> bool:
+        with Client(stats_server.url) as client:
+            return client.stats(spec, augment=True, rounds=5, seed=21).cached
+
+    with ThreadPoolExecutor(4) as pool:
+        cached = list(pool.map(fit, range(4)))
+    after = cache_figures(stats_server)
+    assert after["computed"] - before["computed"] == 1
+    assert sorted(cached) == [False, True, True, True]
