@@ -163,8 +163,9 @@ def test_training_and_validation_subsets_are_disjoint_and_complete(
 
 
 def test_front_end_rejects_what_it_cannot_do(url: str) -> None:
-    with pytest.raises(ValueError, match="featurewise_center=True is not supported"):
-        ImageDataGenerator(server=url, featurewise_center=True)
+    unfitted = ImageDataGenerator(server=url, featurewise_center=True)
+    with pytest.raises(ValueError, match="hasn't been fit on any training data"):
+        unfitted.flow_from_directory("pair", target_size=(8, 8))
     with pytest.raises(ValueError, match="rotation_range"):
         ImageDataGenerator(server=url, rotation_range=-5)
     generator = ImageDataGenerator(server=url)
