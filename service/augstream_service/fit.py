@@ -157,17 +157,19 @@ class StatsBook:
             try:
                 result = _compute(request, spec, source, ids, uploads, pool)
             except BaseException as exc:
-                flight.error = exc
-                raise
-            finally:
                 with self._lock:
                     del self._flights[key]
+                flight.error = exc
                 flight.done.set()
+                raise
+            # In the book before the flight lands, so no waiter finds neither and computes.
             with self._lock:
+                del self._flights[key]
                 self.computed += 1
                 self._done[key] = result
                 while len(self._done) > _REMEMBERED:
                     self._done.popitem(last=False)
+            flight.done.set()
             return result.as_dict(request.spec, cached=False)
 
 
