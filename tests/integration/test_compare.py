@@ -1,13 +1,11 @@
-"""``augstream bench --compare`` end to end, at toy size: every contender runs (Keras'
-ImageDataGenerator, tf.data, tf.data service, augstream in process and served, the
-transport), the table prints and the JSON holds every figure and ratio. Speed is the
+"""``augstream bench --compare`` end to end, at toy size: the contenders run (Keras'
+ImageDataGenerator, tf.data, augstream in process and served, the transport), the table
+prints and the JSON holds every figure and ratio. Speed is the
 benchmark's business, not this test's: it only checks that the comparison works."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,34 +13,31 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_the_comparison_runs_every_contender(tmp_path: Path) -> None:
-    script = Path(sys.executable).with_name("augstream")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "augstream._cli"]
+def test_the_comparison_runs_its_contenders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from augstream._cli import main
+
     figures = tmp_path / "figures.json"
-    command = ["bench", "--compare", "--images", "70", "--batches", "1"]
+    # tf.data service (c) is left out here only to keep CI short: it runs (b)'s pipeline
+    # behind two more servers, and (b)'s code is the part that could break.
+    command = ["bench", "--compare", "--images", "70", "--batches", "1", "--only", "abdefg"]
     command += ["--transport-batches", "4", "--data", str(tmp_path / "data")]
-    result = subprocess.run(
-        [*launcher, *command, "--json", str(figures)],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert main([*command, "--json", str(figures)]) == 0
     found = json.loads(figures.read_text())
-    assert set(found["images_per_s"]) == set("abcdef")
+    assert set(found["images_per_s"]) == set("abdef")
     assert all(rate > 0 for rate in found["images_per_s"].values())
     assert found["images_timed"]["a"] == 32  # one timed batch of 32 after the warm-up
     assert found["transport"]["http_mb_s"] > 0 and found["transport"]["raw_socket_mb_s"] > 0
+    assert set(found["server_ms_per_image"]["cold"]) >= {"read", "decode", "augment", "encode"}
     assert [(r[0], r[1]) for r in found["ratios"]] == [
         ("e", "a"),
         ("e", "b"),
-        ("e", "c"),
         ("e", "d"),
         ("f", "a"),
         ("g", "raw socket"),
     ]
-    assert "| (e) | augstream served over loopback HTTP, cold |" in result.stdout
+    assert "| (e) | augstream served over loopback HTTP, cold |" in capsys.readouterr().out
     assert len(list((tmp_path / "data").rglob("*.jpg"))) == 70  # kept for the next run
 
 
