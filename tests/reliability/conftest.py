@@ -122,9 +122,12 @@ class ServerProcess:
 
     def settled_figures(self, baseline: dict[str, int], timeout: float = 20.0) -> dict[str, int]:
         """``figures`` once the thread count is back near ``baseline``, or after ``timeout``:
-        the worker threads of the HTTP server's thread pool exit after 10 s idle."""
+        the worker threads of the HTTP server's thread pool exit after 10 s idle, but anyio
+        stops idle workers only when a later call takes a worker, so each check also makes
+        one (``/v1/server`` is a sync route)."""
         deadline = time.monotonic() + timeout
         while True:
+            self.active_streams()
             found = self.figures()
             if found["threads"] <= baseline["threads"] + 2 or time.monotonic() > deadline:
                 return found
