@@ -22,11 +22,16 @@ def test_the_comparison_runs_its_contenders(
     # tf.data service (c) is left out here only to keep CI short: it runs (b)'s pipeline
     # behind two more servers, and (b)'s code is the part that could break.
     command = ["bench", "--compare", "--images", "70", "--batches", "1", "--only", "abdefg"]
-    command += ["--transport-batches", "4", "--data", str(tmp_path / "data")]
+    command += ["--transport-batches", "4", "--rounds", "2", "--data", str(tmp_path / "data")]
     assert main([*command, "--json", str(figures)]) == 0
     found = json.loads(figures.read_text())
     assert set(found["images_per_s"]) == set("abdef")
     assert all(rate > 0 for rate in found["images_per_s"].values())
+    # Two rounds of each; the figure compared is their median (here: their mean).
+    for letter, rates in found["images_per_s_by_round"].items():
+        assert len(rates) == 2
+        assert found["images_per_s"][letter] == pytest.approx(sum(rates) / 2, abs=0.1)
+    assert len(found["transport_by_round"]) == 2
     assert found["images_timed"]["a"] == 32  # one timed batch of 32 after the warm-up
     assert found["transport"]["http_mb_s"] > 0 and found["transport"]["raw_socket_mb_s"] > 0
     assert set(found["server_ms_per_image"]["cold"]) >= {"read", "decode", "augment", "encode"}

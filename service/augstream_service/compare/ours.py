@@ -20,6 +20,7 @@ from augstream_service.catalog import Catalog
 from augstream_service.limits import Limits
 from augstream_service.pipeline import ProducedBatch, make_plan
 from augstream_service.reader import ImageReader
+from augstream_service.settings import Settings
 from augstream_service.uploads import UploadStore
 
 from .work import SPEC
@@ -31,10 +32,16 @@ Array = np.ndarray[Any, Any]
 
 def in_process(root: Path, threads: int, prefetch: int = 4) -> Iterator[Array]:
     """(d) The server's pipeline without HTTP: the same stages on a pool of ``threads``,
-    ``prefetch`` batches ahead, no caches (every image decoded)."""
+    ``prefetch`` batches ahead, with the caches a server has by default (timed in their first
+    epoch, as (e) is: every image decoded, and kept), so (e) against (d) is the price of
+    HTTP and nothing else."""
     cv2.setNumThreads(1)
     catalog = Catalog.from_folders([root], "error", {}, {})
-    reader = ImageReader(byte_cache_bytes=0, image_cache_bytes=0)
+    defaults = Settings.model_fields
+    reader = ImageReader(
+        byte_cache_bytes=defaults["byte_cache_bytes"].default,
+        image_cache_bytes=defaults["image_cache_bytes"].default,
+    )
     # Nothing is uploaded: the store is never written to.
     uploads = UploadStore(root / ".uploads", max_upload_bytes=0, max_total_bytes=0)
     spec = StreamSpec(dataset=root.name, **SPEC)

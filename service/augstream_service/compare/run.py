@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -51,26 +52,65 @@ def _timed(batches: Iterator[Array], count: int) -> Figures:
 
 
 def run(
-    root: Path, batches: int, threads: int, only: str, transport_batches: int
+    root: Path, batches: int, threads: int, only: str, transport_batches: int, rounds: int = 1
 ) -> dict[str, Any]:
-    """Measure every contender in ``only`` (letters a-g); return the figures."""
-    figures: dict[str, Figures] = {}
-    #: Milliseconds of worker time per image in each server stage, cold and warm.
+    """Measure every contender in ``only`` (letters a-g), ``rounds`` times in turn; return
+    each round's figures and their medians (the ratios are the medians')."""
+    figures: list[dict[str, Figures]] = []
+    transports: list[dict[str, float]] = []
+    #: Milliseconds of worker time per image in each server stage, cold and warm (last round).
     profile: dict[str, dict[str, float]] = {}
+    for number in range(1, rounds + 1):
+        label = f"round {number}/{rounds}"
+        figures.append(_round(root, batches, threads, only, label, profile))
+        if "g" in only:
+            transports.append(_transport(transport_batches, label))
+    rates = {
+        letter: [round(f[letter].images_per_s, 1) for f in figures] for letter in sorted(figures[0])
+    }
+    transport = {
+        key: round(statistics.median(t[key] for t in transports), 1)
+        for key in (transports[0] if transports else {})
+    }
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "work": "decode 500x375 JPEG, resize 224x224, rotation 20, shifts 0.1, zoom 0.1, "
+        "horizontal flip, rescale 1/255, float32 batches of 32",
+        "threads": threads,
+        "rounds": rounds,
+        "images_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+        "images_per_s_by_round": rates,
+        "images_timed": {k: v.images for k, v in sorted(figures[0].items())},
+        "transport": transport,
+        "transport_by_round": transports,
+        "server_ms_per_image": profile,
+    }
+
+
+def _round(
+    root: Path,
+    batches: int,
+    threads: int,
+    only: str,
+    label: str,
+    profile: dict[str, dict[str, float]],
+) -> dict[str, Figures]:
+    """One measurement of each contender (a-f) in ``only``."""
+    figures: dict[str, Figures] = {}
 
     def step(letter: str, make: Callable[[], Figures]) -> None:
         if letter in only:
-            print(f"({letter}) {NAMES.get(letter, 'transport')} ...", file=sys.stderr, flush=True)
+            print(f"({letter}) {NAMES[letter]}, {label} ...", file=sys.stderr, flush=True)
             figures[letter] = make()
 
     from . import ours
 
     step("d", lambda: _timed(ours.in_process(root, threads), batches))
     if "e" in only or "f" in only:
+        # A fresh server each round: its first epoch decodes every image (cold), the next
+        # finds them all in its decoded-image cache (warm).
         with serve(root, threads) as server:
             stream = ours.served(server.url)
-            # One stream: its first epoch decodes every image (cold), the next finds them all
-            # in the server's decoded-image cache (warm).
             per_epoch = -(-len(list(root.rglob("*.jpg"))) // BATCH)
             cold = measure(stream, min(batches, per_epoch - 1))
             for _ in range(per_epoch - 1 - min(batches, per_epoch - 1)):
@@ -80,8 +120,7 @@ def run(
             step("f", lambda: measure(stream, batches, warmup=0))
             stream.close()
             after_warm = ours.stage_seconds(server.url)
-            images = per_epoch * BATCH
-            profile["cold"] = _per_image(after_cold, {}, images)
+            profile["cold"] = _per_image(after_cold, {}, per_epoch * BATCH)
             if "f" in figures:
                 profile["warm"] = _per_image(after_warm, after_cold, figures["f"].images)
     if "a" in only or "b" in only or "c" in only:
@@ -93,26 +132,20 @@ def run(
             service, make = rivals.tf_data_service(root)
             with service as target:
                 step("c", lambda: _timed(make(target), batches))
-    transport: dict[str, float] = {}
-    if "g" in only:
-        from . import transport as g
+    return figures
 
-        port = free_port()
-        command = [sys.executable, "-m", g.__name__, str(port), str(transport_batches)]
-        with running(command, port, "/docs") as server:
-            http = g.http_transport(server.url, transport_batches)
-        raw = g.raw_socket(http.nbytes)
-        transport = {"http_mb_s": http.mb_per_s, "raw_socket_mb_s": raw.mb_per_s}
-    return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "work": "decode 500x375 JPEG, resize 224x224, rotation 20, shifts 0.1, zoom 0.1, "
-        "horizontal flip, rescale 1/255, float32 batches of 32",
-        "threads": threads,
-        "images_per_s": {k: round(v.images_per_s, 1) for k, v in sorted(figures.items())},
-        "images_timed": {k: v.images for k, v in sorted(figures.items())},
-        "transport": {k: round(v, 1) for k, v in transport.items()},
-        "server_ms_per_image": profile,
-    }
+
+def _transport(batches: int, label: str) -> dict[str, float]:
+    """(g): MB/s of ready frames over HTTP (a server process) and over a raw socket."""
+    from . import transport as g
+
+    print(f"(g) transport, {label} ...", file=sys.stderr, flush=True)
+    port = free_port()
+    command = [sys.executable, "-m", g.__name__, str(port), str(batches)]
+    with running(command, port, "/docs") as server:
+        http = g.http_transport(server.url, batches)
+    raw = g.raw_socket(http.nbytes)
+    return {"http_mb_s": http.mb_per_s, "raw_socket_mb_s": raw.mb_per_s}
 
 
 def _per_image(now: dict[str, float], before: dict[str, float], images: int) -> dict[str, float]:
@@ -139,15 +172,22 @@ def ratios(result: dict[str, Any]) -> list[tuple[str, str, float, float, bool]]:
 
 def report(result: dict[str, Any]) -> str:
     """The figures as a Markdown table and the targets, as the README records them."""
-    lines = ["| | contender | images/s |", "|---|---|---|"]
+    lines = [
+        "| | contender | images/s (median) | each round |",
+        "|---|---|---|---|",
+    ]
     for letter, rate in result["images_per_s"].items():
-        lines.append(f"| ({letter}) | {NAMES[letter]} | {rate:.0f} |")
+        each = ", ".join(f"{r:.0f}" for r in result["images_per_s_by_round"][letter])
+        lines.append(f"| ({letter}) | {NAMES[letter]} | {rate:.0f} | {each} |")
     transport = result["transport"]
     if transport:
+        each = ", ".join(
+            f"{t['http_mb_s']:.0f} / {t['raw_socket_mb_s']:.0f}"
+            for t in result["transport_by_round"]
+        )
         lines.append(
-            f"| (g) | transport: ready frames over loopback HTTP | "
-            f"{transport['http_mb_s']:.0f} MB/s (raw socket {transport['raw_socket_mb_s']:.0f}"
-            " MB/s) |"
+            f"| (g) | transport: ready frames over loopback HTTP / raw socket, MB/s | "
+            f"{transport['http_mb_s']:.0f} / {transport['raw_socket_mb_s']:.0f} | {each} |"
         )
     for when, stages in result["server_ms_per_image"].items():
         spent = ", ".join(f"{stage} {ms:.2f}" for stage, ms in stages.items())
@@ -176,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="(all cores)")
     parser.add_argument("--only", default="abcdefg", help="contenders to run, e.g. 'ade'")
     parser.add_argument("--transport-batches", type=int, default=200, help="(200)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every contender this many times, in turn; report the medians (3)",
+    )
     parser.add_argument("--data", type=Path, help="keep the generated images here for next time")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
@@ -184,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or Path(tmp) / "imagenet-like"
         ensure_dataset(root, args.images)
-        result = run(root, args.batches, args.threads, args.only, args.transport_batches)
+        result = run(
+            root, args.batches, args.threads, args.only, args.transport_batches, args.rounds
+        )
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps({**result, "ratios": ratios(result)}, indent=2) + "\n")
