@@ -8,9 +8,10 @@ cancelled and the stream's slot is released.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor, Future
 
 from starlette.responses import StreamingResponse
@@ -21,21 +22,24 @@ from augstream.wire import FrameKind, encode_json_frame
 from .pipeline import EncodedBatch, SampleError, StreamPlan
 from .sampling import positions
 
-__all__ = ["FrameStreamResponse", "StreamSlots", "stream_frames"]
+__all__ = ["FrameStreamResponse", "StreamSlots", "piece_size", "stream_frames"]
 
 log = logging.getLogger("augstream.stream")
 
 #: Bytes per second below which a client counts as stalled (far below any real network).
 MIN_READ_RATE = 16 << 10
-#: Largest piece of a batch handed to the server at once. Each piece costs a pass through
-#: the ASGI send chain and h11 (~0.1 ms of the event loop), so larger pieces move more bytes
-#: per second to a fast reader (loopback: ~1,100-1,500 MB/s with 256 KiB pieces, ~1,250-
-#: 1,700 with 512 KiB). But Python 3.11's asyncio transport keeps a piece's unsent bytes in
-#: one bytearray and deletes each sent part from its front, so for a reader slower than the
-#: server a piece costs a memmove of its rest per socket send, quadratic in its size (at
-#: 100 MB/s: 0.9 ms of server CPU per MB with 256 KiB pieces, 1.2 with 512 KiB, 1.45 with
-#: 1 MiB). Memoryview slices: no copy.
-SEND_PIECE = 512 << 10
+#: Largest piece of a batch handed to the server at once, for a remote client and for one on
+#: this machine. Each piece costs a pass through the ASGI send chain and h11 (~0.1 ms of the
+#: event loop), so a reader that keeps up gets more bytes per second with larger pieces
+#: (loopback: ~1,100-1,500 MB/s with 256 KiB, ~1,250-1,600 with 1 MiB; 4 MiB gains
+#: nothing). But Python 3.11's asyncio transport keeps a piece's unsent bytes in one
+#: bytearray and deletes each sent part from its front, so for a reader held back by its
+#: network a piece costs a memmove of its rest per socket send, quadratic in its size (at
+#: 100 MB/s: 0.9 ms of server CPU per MB with 256 KiB pieces, 1.45 with 1 MiB). A client on
+#: the same machine reads each frame in a burst (or not at all while its queue is full).
+#: Memoryview slices: no copy.
+SEND_PIECE = 256 << 10
+LOOPBACK_PIECE = 1 << 20
 Chunk = bytes | memoryview
 
 
@@ -102,6 +106,8 @@ class FrameStreamResponse(StreamingResponse):
         self._on_evict = on_evict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pieces = _pieces(self._frames, piece_size(scope.get("client")))
+        self.body_iterator = pieces
         timeout = self._send_timeout_s
         try:
             await super().__call__(
@@ -112,11 +118,38 @@ class FrameStreamResponse(StreamingResponse):
             self._on_evict()
         finally:
             try:
+                await pieces.aclose()
                 aclose = getattr(self._frames, "aclose", None)
                 if aclose is not None:
                     await aclose()
             finally:
                 self._on_close()
+
+
+def piece_size(client: tuple[str, int] | None) -> int:
+    """Bytes per send for a client at this address: larger on this machine (loopback)."""
+    try:
+        address = ipaddress.ip_address(client[0]) if client else None
+    except ValueError:  # a Unix socket's path, or no address at all
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return LOOPBACK_PIECE if address is not None and address.is_loopback else SEND_PIECE
+
+
+async def _pieces(frames: AsyncIterator[Chunk], size: int) -> AsyncGenerator[Chunk, None]:
+    """``frames``' chunks in pieces of at most ``size`` bytes (memoryview slices)."""
+    async for chunk in frames:
+        if len(chunk) <= size:
+            yield chunk
+            continue
+        view = memoryview(chunk)
+        for start in range(0, len(view), size):
+            yield view[start : start + size]
+            # A send into a socket with room returns without giving the loop a turn: let it
+            # run between pieces, so other streams are served and a lost connection is seen
+            # before more pieces are written to it.
+            await asyncio.sleep(0)
 
 
 def _error_frame(kind: str, message: str) -> bytes:
@@ -236,12 +269,7 @@ async def _oldest(
     batch = ready.result()
     on_batch(batch.images, batch.nbytes)
     for part in batch.parts:
-        for start in range(0, len(part), SEND_PIECE):
-            yield part[start : start + SEND_PIECE]
-            # A send into a socket with room returns without giving the loop a turn: let it
-            # run between pieces, so other streams are served and a lost connection is seen
-            # before more pieces are written to it.
-            await asyncio.sleep(0)
+        yield part
 
 
 _HEARTBEAT = encode_json_frame(FrameKind.HEARTBEAT)
