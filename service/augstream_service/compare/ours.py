@@ -1,10 +1,19 @@
 """augstream doing the comparison's work: its pipeline in process (d), and served over
-loopback HTTP from an ``augstream serve`` process, cold (e) and warm (f)."""
+loopback HTTP from an ``augstream serve`` process, cold (e) and warm (f).
+
+(d) runs in a fresh interpreter each time (``python -m augstream_service.compare.ours``), as
+the server does: in the long-lived benchmark process it would inherit a heap that earlier
+rounds already grew, and skip the page faults a server pays to fill its cache.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,14 +32,15 @@ from augstream_service.reader import ImageReader
 from augstream_service.settings import Settings
 from augstream_service.uploads import UploadStore
 
+from .timing import Figures, measure
 from .work import SPEC
 
-__all__ = ["in_process", "served", "stage_seconds"]
+__all__ = ["in_fresh_process", "in_process", "served", "stage_seconds"]
 
 Array = np.ndarray[Any, Any]
 
 
-def in_process(root: Path, threads: int, prefetch: int = 4) -> Iterator[Array]:
+def in_process(root: Path, threads: int, prefetch: int = 4) -> Generator[Array, None, None]:
     """(d) The server's pipeline without HTTP: the same stages on a pool of ``threads``,
     ``prefetch`` batches ahead, with the caches a server has by default (timed in their first
     epoch, as (e) is: every image decoded, and kept), so (e) against (d) is the price of
@@ -58,6 +68,15 @@ def in_process(root: Path, threads: int, prefetch: int = 4) -> Iterator[Array]:
                 n += 1
             # As the server would send it and the client expand it, minus the HTTP between.
             yield expand(pending.popleft().result().arrays["x"], x_entry)
+
+
+def in_fresh_process(root: Path, threads: int, batches: int) -> Figures:
+    """(d) measured in a new interpreter: ``measure(in_process(root, threads), batches)``."""
+    command = [sys.executable, "-m", __name__, str(root), str(threads), str(batches)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"(d) failed: {done.stderr.strip()[-2000:]}")
+    return Figures(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def served(url: str) -> Generator[Array, None, None]:
@@ -88,3 +107,12 @@ def stage_seconds(url: str) -> dict[str, float]:
         for sample in family.samples
         if sample.name.endswith("_sum")
     }
+
+
+if __name__ == "__main__":
+    batches = in_process(Path(sys.argv[1]), int(sys.argv[2]))
+    try:
+        figures = measure(batches, int(sys.argv[3]))
+    finally:
+        batches.close()
+    print(json.dumps(dataclasses.asdict(figures)))

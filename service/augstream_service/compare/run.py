@@ -105,7 +105,7 @@ def _round(
 
     from . import ours
 
-    step("d", lambda: _timed(ours.in_process(root, threads), batches))
+    step("d", lambda: ours.in_fresh_process(root, threads, batches))
     if "e" in only or "f" in only:
         # A fresh server each round: its first epoch decodes every image (cold), the next
         # finds them all in its decoded-image cache (warm).
