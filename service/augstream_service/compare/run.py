@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="measure every contender this many times, in turn; report the medians (3)",
+        default=5,
+        help="measure every contender this many times, in turn; report the medians (5)",
     )
     parser.add_argument("--data", type=Path, help="keep the generated images here for next time")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
