@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from augstream._body import SocketBody, socket_frames
+from augstream._body import SocketBody, _socket_body, response_frames, socket_frames
 from augstream._exceptions import ProtocolError, TruncatedError
 from augstream.wire import Frame, FrameDecoder, FrameKind, encode_batch, encode_json_frame
 
@@ -164,3 +164,16 @@ def test_a_reset_connection_is_an_httpx_read_error() -> None:
     body = SocketBody(mine, b"", chunked=False, length=None)
     with pytest.raises(httpx.ReadError):
         body.readinto(memoryview(bytearray(10)))
+
+
+def test_a_response_without_the_expected_internals_is_read_through_httpx() -> None:
+    """A response httpx did not receive over a socket (here: made in memory; elsewhere:
+    HTTP/2, TLS inside a proxy's TLS, another httpx) falls back to httpx's reading."""
+    data = frame_bytes(4)
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/stream")
+    response = httpx.Response(200, stream=httpx.ByteStream(data), request=request)
+    assert _socket_body(response) is None
+    frames = list(response_frames(response, MAX))
+    assert [(f.kind, bytes(f.body)) for f in frames] == [
+        (f.kind, bytes(f.body)) for f in decoded(data)
+    ]
