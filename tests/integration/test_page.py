@@ -82,9 +82,12 @@ def test_the_page_previews_augmentations_and_shows_live_streams(
     before, version = grid_png(), grid_version()
     assert "rotation_range" not in driver.find_element(By.ID, "snippet").text
 
-    # A person drags the rotation slider (a click moves it to the middle) and ticks a flip.
+    # A person drags the rotation slider (a click moves it to the middle) and ticks a flip,
+    # then tries two of the operations beyond ImageDataGenerator's.
     driver.find_element(By.NAME, "rotation_range").click()
     driver.find_element(By.NAME, "horizontal_flip").click()
+    driver.find_element(By.NAME, "grayscale_probability").click()
+    driver.find_element(By.NAME, "blur_sigma_max").click()
     wait.until(lambda d: grid_version() > version)
     after = grid_png()
     assert after != before
@@ -93,6 +96,7 @@ def test_the_page_previews_augmentations_and_shows_live_streams(
 
     snippet = driver.find_element(By.ID, "snippet").text
     assert "rotation_range=9" in snippet and "horizontal_flip=True" in snippet
+    assert "grayscale_probability=0.5" in snippet and "blur_sigma_range=(0, 2.5)" in snippet
     # The snippet runs as it is (all but the model.fit line, which needs a model).
     namespace: dict[str, object] = {}
     exec(snippet.replace("model.fit(train, epochs=10)", ""), namespace)

@@ -33,6 +33,13 @@ function number(name) {
   return Number(field(name).value);
 }
 
+// A (low, high) factor range from two sliders; null at the identity (1, 1).
+function factors(name) {
+  const low = Math.min(number(`${name}_low`), number(`${name}_high`));
+  const high = Math.max(number(`${name}_low`), number(`${name}_high`));
+  return low !== 1 || high !== 1 ? [low, high] : null;
+}
+
 // The spec fields the form sets, leaving out those at their defaults (as Keras' would be).
 function augmentation() {
   const out = {};
@@ -40,15 +47,24 @@ function augmentation() {
     "shear_range", "zoom_range", "channel_shift_range"]) {
     if (number(name) > 0) out[name] = number(name);
   }
-  const low = Math.min(number("brightness_low"), number("brightness_high"));
-  const high = Math.max(number("brightness_low"), number("brightness_high"));
-  if (low !== 1 || high !== 1) out.brightness_range = [low, high];
+  if (factors("brightness")) out.brightness_range = factors("brightness");
   for (const name of ["horizontal_flip", "vertical_flip"]) {
     if (field(name).checked) out[name] = true;
   }
   if (field("fill_mode").value !== "nearest") out.fill_mode = field("fill_mode").value;
   if (out.fill_mode === "constant" && number("cval") > 0) out.cval = number("cval");
   if (number("interpolation_order") !== 1) out.interpolation_order = number("interpolation_order");
+  // Operations beyond ImageDataGenerator's, each off at its default.
+  if (number("random_crop_fraction") < 1) out.random_crop_fraction = number("random_crop_fraction");
+  for (const name of ["erasing_probability", "hue_shift_range", "grayscale_probability"]) {
+    if (number(name) > 0) out[name] = number(name);
+  }
+  for (const name of ["contrast", "saturation"]) {
+    if (factors(name)) out[`${name}_range`] = factors(name);
+  }
+  if (number("blur_sigma_max") > 0) out.blur_sigma_range = [0, number("blur_sigma_max")];
+  if (number("noise_std_max") > 0) out.noise_std_range = [0, number("noise_std_max")];
+  if (number("jpeg_quality_min") < 100) out.jpeg_quality_range = [number("jpeg_quality_min"), 100];
   return out;
 }
 
