@@ -20,6 +20,10 @@ class DatasetInfo(BaseModel):
     samples: int
     class_indices: dict[str, int]
     class_counts: dict[str, int] = {}
+    #: For a dataset laid out for segmentation (``images/`` + ``masks/``, streamed with
+    #: ``class_mode="mask"``): its image + mask pairs (its "classes" are then the two
+    #: folders). None for any other dataset.
+    mask_pairs: int | None = None
 
 
 class FileListing(BaseModel):

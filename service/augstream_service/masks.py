@@ -22,7 +22,7 @@ from augstream.spec import StreamSpec
 from .catalog import Dataset
 from .sources import IMAGE_EXTENSIONS
 
-__all__ = ["IMAGES", "MASKS", "MaskError", "mask_pairs", "mask_spec", "resolve_pairs"]
+__all__ = ["IMAGES", "MASKS", "MaskError", "mask_pairs", "mask_spec", "pair_count", "resolve_pairs"]
 
 IMAGES = "images"
 MASKS = "masks"
@@ -50,6 +50,22 @@ def mask_pairs(files: frozenset[str] | set[str]) -> tuple[tuple[str, ...], tuple
         first = images.index(missing[0])
         raise MaskError(f"{missing[0]!r} has no mask {masks[first]!r}{more}")
     return tuple(images), masks
+
+
+def pair_count(dataset: Dataset) -> int | None:
+    """How many image + mask pairs a ``class_mode="mask"`` stream of ``dataset`` would read,
+    for a dataset laid out for one (its class folders are exactly ``images`` and ``masks``);
+    None otherwise, or when an image lacks its mask (the stream's 422 names it)."""
+    if sorted(dataset.listing.class_names) != [IMAGES, MASKS]:
+        return None
+    files = dataset.all_files()
+    if files is None:
+        return None
+    try:
+        images, _ = mask_pairs(files)
+    except MaskError:
+        return None
+    return len(images)
 
 
 def mask_spec(spec: StreamSpec) -> StreamSpec:

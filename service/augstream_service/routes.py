@@ -18,6 +18,7 @@ from augstream.wire import COMPACT_REQUEST, PROTOCOL_VERSION
 from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
 from .errors import BusyError
+from .masks import pair_count
 from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
 from .samples import resolve_samples
@@ -113,6 +114,7 @@ def _info(dataset: Dataset) -> dict[str, Any]:
         "samples": len(listing.files),
         "class_indices": listing.class_indices,
         "class_counts": dict(zip(listing.class_names, counts, strict=True)),
+        "mask_pairs": pair_count(dataset),
     }
 
 

@@ -135,3 +135,11 @@ def test_jpeg_quality_needs_8_bit_uploads(client: Client) -> None:
     with pytest.raises(InvalidSpecError, match="jpeg_quality_range"):
         client.files(**fields, jpeg_quality_range=(50, 90))
     assert len(client.files(**fields, noise_std_range=(0.0, 0.1)).rows or []) == 4
+
+
+def test_the_catalog_counts_a_mask_datasets_pairs(client: Client) -> None:
+    seg, pets = client.dataset("seg"), client.dataset("pets")
+    # Its "classes" are the two folders; what a mask stream reads is the 12 pairs.
+    assert seg.mask_pairs == 12 and set(seg.class_indices) == {"images", "masks"}
+    assert pets.mask_pairs is None
+    assert [d.mask_pairs for d in client.datasets()] == [None, 12]  # sorted: pets, seg

@@ -155,8 +155,9 @@ async function loadDatasets() {
   const response = await api("/v1/datasets");
   const { datasets } = await response.json();
   const chosen = select.value;
-  select.replaceChildren(...datasets.map((d) => new Option(
-    `${d.name} (${d.samples} images, ${Object.keys(d.class_indices).length} classes)`, d.name)));
+  select.replaceChildren(...datasets.map((d) => new Option(d.mask_pairs == null
+    ? `${d.name} (${d.samples} images, ${Object.keys(d.class_indices).length} classes)`
+    : `${d.name} (${d.mask_pairs} images with masks)`, d.name)));
   if (datasets.some((d) => d.name === chosen)) select.value = chosen;
   if (!datasets.length) gridStatus.textContent = "This server offers no datasets.";
   changed();
