@@ -104,7 +104,10 @@ class StreamPlan:
             arrays["x"]["wire"] = {"dtype": "uint8", "scale": spec.rescale or 1.0}
         return {
             "protocol": PROTOCOL_VERSION,
-            "spec": spec.model_dump(mode="json"),
+            # Fields at their defaults left out: a client older than a field (whose spec
+            # model refuses fields it does not know) still reads the streams that do not
+            # use it.
+            "spec": spec.model_dump(mode="json", exclude_defaults=True),
             "dataset": self.source.name,
             "dataset_samples": len(self.source),
             "samples": self.samples,

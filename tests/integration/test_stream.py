@@ -246,3 +246,23 @@ def test_the_body_is_read_from_the_socket_and_gives_httpx_s_frames(server_url: s
     assert fast == slow
     assert [kind for kind, _ in fast].count(FrameKind.BATCH) > 1
     assert fast[-1][0] == FrameKind.END
+
+
+def test_the_header_leaves_default_fields_out_so_older_clients_can_read_it(
+    server_url: str,
+) -> None:
+    """A client's spec model refuses fields it does not know; a header that listed every
+    field of a newer server would break every older client, even on streams that use
+    nothing new."""
+    request = {"dataset": "pets", "target_size": [8, 8], "batch_size": 4, "seed": 2, "epochs": 1}
+    with (
+        httpx.Client(base_url=server_url, timeout=30) as http,
+        http.stream("POST", "/v1/stream", json=request) as response,
+    ):
+        header = next(iter_frames(response, FrameDecoder())).json()
+    # Nothing at its default, nothing new: the request's fields and the dtype the server
+    # resolved.
+    assert set(header["spec"]) == {*request, "dtype"}
+    assert StreamSpec.model_validate(header["spec"]) == StreamSpec.model_validate(
+        {**request, "dtype": header["spec"]["dtype"]}
+    )
