@@ -21,7 +21,7 @@ from .process import free_port, running, serve
 from .timing import Figures, measure
 from .work import BATCH
 
-__all__ = ["TARGETS", "main", "run"]
+__all__ = ["TARGETS", "main", "run", "summarize"]
 
 Array = np.ndarray[Any, Any]
 
@@ -65,6 +65,20 @@ def run(
         figures.append(_round(root, batches, threads, only, label, profile))
         if "g" in only:
             transports.append(_transport(transport_batches, label))
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "work": "decode 500x375 JPEG, resize 224x224, rotation 20, shifts 0.1, zoom 0.1, "
+        "horizontal flip, rescale 1/255, float32 batches of 32",
+        "threads": threads,
+        **summarize(figures, transports),
+        "server_ms_per_image": profile,
+    }
+
+
+def summarize(
+    figures: list[dict[str, Figures]], transports: list[dict[str, float]]
+) -> dict[str, Any]:
+    """Each round's images/s and MB/s, and their medians (what the ratios compare)."""
     rates = {
         letter: [round(f[letter].images_per_s, 1) for f in figures] for letter in sorted(figures[0])
     }
@@ -73,17 +87,12 @@ def run(
         for key in (transports[0] if transports else {})
     }
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "work": "decode 500x375 JPEG, resize 224x224, rotation 20, shifts 0.1, zoom 0.1, "
-        "horizontal flip, rescale 1/255, float32 batches of 32",
-        "threads": threads,
-        "rounds": rounds,
+        "rounds": len(figures),
         "images_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
         "images_per_s_by_round": rates,
         "images_timed": {k: v.images for k, v in sorted(figures[0].items())},
         "transport": transport,
         "transport_by_round": transports,
-        "server_ms_per_image": profile,
     }
 
 
