@@ -28,6 +28,10 @@ __all__ = [
 log = logging.getLogger("augstream.catalog")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Seconds a dataset that could not be listed answers with that failure before its store is
+#: asked again (the 503's Retry-After is as long): a store that takes its retries' worth of
+#: seconds to fail must not make every request that lists the datasets wait as long.
+RECHECK_S = 5.0
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -124,12 +128,16 @@ class Dataset:
         on_corrupt: CorruptPolicy = "error",
         listing_ttl_s: float | None = None,
         cache: bool = True,
+        recheck_s: float = RECHECK_S,
     ) -> None:
         self.name, self.store, self.on_corrupt, self.cache = name, store, on_corrupt, cache
         self._manifest = manifest
         self._ttl = listing_ttl_s
+        self._recheck_s = recheck_s
         self._listing: Listing | None = None
         self._listed_at = 0.0
+        #: The last failure to list it (when, why, transient) while it has no listing.
+        self._failure: tuple[float, str, bool] | None = None
         self._all_files: tuple[int, frozenset[str]] | None = None
         #: Bumped at every re-listing: cached bytes and images of earlier ones go unused.
         self.generation = 0
@@ -161,6 +169,10 @@ class Dataset:
         with self._lock:
             stale = self._ttl is not None and time.monotonic() - self._listed_at > self._ttl
             if self._listing is None or stale:
+                failure = self._failure
+                if failure is not None and time.monotonic() - failure[0] < self._recheck_s:
+                    _, reason, transient = failure
+                    raise DatasetUnavailableError(self.name, reason, transient=transient)
                 self._relist(keep_old=self._listing is not None)
             assert self._listing is not None
             return self._listing
@@ -182,7 +194,7 @@ class Dataset:
             return self._all_files[1]
 
     def refresh(self) -> Listing:
-        """List the dataset again now."""
+        """List the dataset again now (even within ``recheck_s`` of a failure)."""
         with self._lock:
             self._relist(keep_old=False)
             assert self._listing is not None
@@ -198,8 +210,10 @@ class Dataset:
             log.error("cannot list dataset %s (%s): %s", self.name, self.store.url, exc)
             if keep_old:  # a store that hiccups keeps serving what it had
                 return
+            self._failure = (time.monotonic(), str(exc), exc.transient)
             raise DatasetUnavailableError(self.name, str(exc), transient=exc.transient) from exc
         self._listing, self._listed_at = listing, time.monotonic()
+        self._failure = None
         self.generation += 1
 
 
