@@ -17,6 +17,7 @@ from .sources import Listing, SourceError, list_class_folders, list_manifest
 from .stores import Store, refuse_relative
 
 __all__ = [
+    "RECHECK_S",
     "Catalog",
     "CorruptPolicy",
     "Dataset",
@@ -29,7 +30,7 @@ log = logging.getLogger("augstream.catalog")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: Seconds a dataset that could not be listed answers with that failure before its store is
-#: asked again (the 503's Retry-After is as long): a store that takes its retries' worth of
+#: asked again (the 503's Retry-After says so): a store that takes its retries' worth of
 #: seconds to fail must not make every request that lists the datasets wait as long.
 RECHECK_S = 5.0
 

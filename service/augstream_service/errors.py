@@ -14,7 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .catalog import DatasetUnavailableError, UnknownDatasetError
+from .catalog import RECHECK_S, DatasetUnavailableError, UnknownDatasetError
 from .metrics import Metrics
 from .pipeline import PlanError, SampleError
 from .uploads import UnknownArrayError, UploadError, UploadsBusyError, UploadTooLargeError
@@ -78,7 +78,8 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
         # The store answered, and the answer was no: retrying will not help until the
         # operator fixes the dataset, so the client is told at once.
         return _plain(502, str(exc))
-    return _plain(503, str(exc), {"Retry-After": "5"})
+    # As long as the dataset answers so without asking its store again.
+    return _plain(503, str(exc), {"Retry-After": f"{RECHECK_S:.0f}"})
 
 
 async def _sample(_: Request, exc: Exception) -> JSONResponse:

@@ -47,7 +47,8 @@ function augmentation() {
     "shear_range", "zoom_range", "channel_shift_range"]) {
     if (number(name) > 0) out[name] = number(name);
   }
-  if (factors("brightness")) out.brightness_range = factors("brightness");
+  const brightness = factors("brightness");
+  if (brightness) out.brightness_range = brightness;
   for (const name of ["horizontal_flip", "vertical_flip"]) {
     if (field(name).checked) out[name] = true;
   }
@@ -60,7 +61,8 @@ function augmentation() {
     if (number(name) > 0) out[name] = number(name);
   }
   for (const name of ["contrast", "saturation"]) {
-    if (factors(name)) out[`${name}_range`] = factors(name);
+    const range = factors(name);
+    if (range) out[`${name}_range`] = range;
   }
   if (number("blur_sigma_max") > 0) out.blur_sigma_range = [0, number("blur_sigma_max")];
   if (number("noise_std_max") > 0) out.noise_std_range = [0, number("noise_std_max")];
