@@ -2,15 +2,15 @@
 
     .venv/bin/python -m benchmarks.compare [--json figures.json]   # = augstream bench --compare
 
-The comparison lives in the package (``augstream_service.compare``) so that installed copies
-can run it too; see its docstring and ``--help``.
+The harness is ``benchmarks.comparison`` (see its docstring and ``--help``). It lives in the
+checkout, not in the installed package: the server and its image carry no rival's code.
 """
 
 from __future__ import annotations
 
 import sys
 
-from augstream_service.compare import main
+from benchmarks.comparison import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from augstream import Client
-from augstream_service.compare.dataset import ensure_dataset
-from augstream_service.compare.process import serve
-from augstream_service.compare.work import BATCH, SIZE, SPEC
+from benchmarks.comparison.dataset import ensure_dataset
+from benchmarks.comparison.process import serve
+from benchmarks.comparison.work import BATCH, SIZE, SPEC
 
 IMAGE_CACHE, BYTE_CACHE, PREFETCH = 256 << 20, 64 << 20, 4
 

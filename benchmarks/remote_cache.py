@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -25,7 +26,12 @@ from augstream_service.background import BackgroundServer
 from augstream_service.catalog import DatasetConfig
 from tests.stores import S3Server
 
-SPEC = {"target_size": (128, 128), "batch_size": 32, "rotation_range": 15, "epochs": 1}
+SPEC: dict[str, Any] = {
+    "target_size": (128, 128),
+    "batch_size": 32,
+    "rotation_range": 15,
+    "epochs": 1,
+}
 
 
 def write_images(root: Path, count: int, size: int) -> None:

@@ -18,12 +18,13 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from augstream import Client
-from augstream_service.compare.process import serve
+from benchmarks.comparison.process import serve
 from benchmarks.remote_cache import write_images
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "dataset": "photos",
     "target_size": (128, 128),
     "batch_size": 16,

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from sklearn.datasets import load_sample_image
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 from augstream_service.catalog import Catalog
 from augstream_service.limits import Limits
 from augstream_service.pipeline import make_plan

@@ -50,8 +50,8 @@ class S3Server:
                 time.sleep(0.1)
         iam = self.client("iam", key="unsigned", secret="unsigned")
         iam.create_user(UserName="lab")
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*"}]}
-        policy["Statement"][0]["Resource"] = "*"
+        statement = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
         iam.put_user_policy(UserName="lab", PolicyName="s3", PolicyDocument=json.dumps(policy))
         access = iam.create_access_key(UserName="lab")["AccessKey"]
         self.key, self.secret = access["AccessKeyId"], access["SecretAccessKey"]

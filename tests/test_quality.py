@@ -9,13 +9,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Every folder of Python the repository holds.
+SOURCES = ["protocol", "client", "service", "tests", "benchmarks", "docs"]
 
 
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "client", "service", "tests"],
-        ["ruff", "format", "--check", "client", "service", "tests"],
+        ["ruff", "check", "protocol", "client", "service", "tests", "benchmarks", "docs"],
+        [
+            "ruff",
+            "format",
+            "--check",
+            "protocol",
+            "client",
+            "service",
+            "tests",
+            "benchmarks",
+            "docs",
+        ],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

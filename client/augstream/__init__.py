@@ -11,6 +11,11 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+from augstream_protocol.fields import ArrayRefs, Position, Shard, StatsRefs
+from augstream_protocol.info import DatasetInfo, FileListing, ServerInfo, StreamHeader
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.stats import DatasetStats, StatsRequest
+
 from ._exceptions import (
     AugstreamError,
     AuthenticationError,
@@ -27,9 +32,6 @@ from ._exceptions import (
 )
 from .client import Client
 from .generator import ImageDataGenerator
-from .info import DatasetInfo, FileListing, ServerInfo, StreamHeader
-from .spec import ArrayRefs, Position, Shard, StatsRefs, StreamSpec
-from .stats import DatasetStats, StatsRequest
 from .stream import Batch, RetryPolicy, Stream
 
 __all__ = [

@@ -22,9 +22,10 @@ from typing import Any
 
 import httpx
 
+from augstream_protocol.wire import PREFIX_SIZE, Frame, FrameDecoder, check_crc, frame_start
+
 from ._exceptions import ProtocolError, TruncatedError
 from ._http import iter_frames
-from .wire import PREFIX_SIZE, Frame, FrameDecoder, check_crc, frame_start
 
 __all__ = ["SocketBody", "response_frames", "socket_frames"]
 

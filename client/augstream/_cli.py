@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._commands import add_client_commands, run_client_command
 
@@ -66,12 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(argv: list[str]) -> int:
+    # The comparison imports TensorFlow and the rivals: it lives in the checkout's
+    # benchmarks/, not in the installed packages (a server image carries none of it).
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "benchmarks" / "comparison").is_dir() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
     try:
-        from augstream_service.compare import main as compare
+        from benchmarks.comparison import main as compare
     except ImportError as exc:
         print(
-            f"augstream bench --compare needs the server and Keras extras ({exc.name} is "
-            "missing): pip install 'augstream[service,keras,demo]'",
+            f"augstream bench --compare runs from a checkout of augstream with the server, "
+            f"Keras and demo extras ({exc.name} is missing): in the checkout, "
+            "pip install -e '.[service,keras,demo]' and run python -m benchmarks.compare",
             file=sys.stderr,
         )
         return 2

@@ -1,4 +1,4 @@
-"""augstream's exceptions.
+"""augstream's exceptions (the root and the protocol's own come from ``augstream_protocol.errors``).
 
 ```
 AugstreamError
@@ -18,6 +18,8 @@ AugstreamError
 
 from __future__ import annotations
 
+from augstream_protocol.errors import AugstreamError, ProtocolError, TruncatedError
+
 __all__ = [
     "AugstreamError",
     "AuthenticationError",
@@ -32,18 +34,6 @@ __all__ = [
     "TooLargeError",
     "TruncatedError",
 ]
-
-
-class AugstreamError(Exception):
-    """Base of every error augstream raises on purpose."""
-
-
-class ProtocolError(AugstreamError):
-    """The bytes received are not a valid frame stream."""
-
-
-class TruncatedError(ProtocolError):
-    """The stream stopped in the middle of a frame or before its end frame."""
 
 
 class ServerError(AugstreamError):

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import httpx
 
+from augstream_protocol.wire import Frame, FrameDecoder
+
 from ._exceptions import (
     AuthenticationError,
     BusyError,
@@ -14,7 +16,6 @@ from ._exceptions import (
     ServerError,
     TooLargeError,
 )
-from .wire import Frame, FrameDecoder
 
 __all__ = ["error_from_response", "iter_frames"]
 

@@ -12,12 +12,14 @@ from typing import Any
 import httpx
 import numpy as np
 
+from augstream_protocol.fields import MAX_REPLICAS
+from augstream_protocol.info import DatasetInfo, FileListing, ServerInfo
+from augstream_protocol.npy import NpyPayload, encode_npy, parse_npy_header
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.stats import DatasetStats, StatsRequest
+
 from ._exceptions import BusyError, TooLargeError
 from ._http import error_from_response
-from ._npy import NpyPayload, encode_npy, parse_npy_header
-from .info import DatasetInfo, FileListing, ServerInfo
-from .spec import MAX_REPLICAS, StreamSpec
-from .stats import DatasetStats, StatsRequest
 from .stream import RetryPolicy, Stream
 
 __all__ = ["Client"]

@@ -23,9 +23,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from augstream_protocol.info import StreamHeader
+from augstream_protocol.spec import StreamSpec
+
 from .client import Client
-from .info import StreamHeader
-from .spec import StreamSpec
 from .stream import Batch, Stream
 
 __all__ = ["InputStallMonitor", "RemoteIterator", "StreamDataset"]

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from augstream.spec import ClassMode, StreamSpec
+from augstream_protocol.fields import ClassMode
+from augstream_protocol.spec import StreamSpec
 
 __all__ = ["allocate_images", "allocate_masks", "batch_nbytes", "make_labels"]
 

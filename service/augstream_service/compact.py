@@ -11,7 +11,7 @@ be rounded by mistake.
 
 from __future__ import annotations
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 
 from .samples import RowSamples, Samples
 

@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from augstream.spec import ColorMode, Interpolation
+from augstream_protocol.fields import ColorMode, Interpolation
 
 from .imagesize import image_size
 

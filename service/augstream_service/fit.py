@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from augstream.spec import StreamSpec
-from augstream.stats import StatsRequest
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.stats import StatsRequest
 
 from . import sampling
 from .augment import IDENTITY, apply, sample
@@ -29,7 +29,8 @@ from .caches import Flight
 from .catalog import Catalog
 from .limits import Limits
 from .reader import ImageReader
-from .samples import PlanError, SampleError, Samples, resolve_samples
+from .resolve import resolve_samples
+from .samples import PlanError, SampleError, Samples
 from .stats import Moments, Statistics, fit_statistics
 from .uploads import UnknownArrayError, UploadStore
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import posixpath
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 
 from .catalog import Dataset
 from .sources import IMAGE_EXTENSIONS

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from augstream.spec import StreamSpec
-from augstream.wire import PROTOCOL_VERSION, encode_batch
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.wire import PROTOCOL_VERSION, encode_batch
 
 from . import sampling
 from .augment import apply, apply_mask, mix_batch, sample
@@ -26,7 +26,8 @@ from .fit import load_statistics
 from .limits import Limits
 from .metrics import Metrics
 from .reader import ImageReader
-from .samples import PlanError, SampleError, Samples, resolve_samples
+from .resolve import resolve_samples
+from .samples import PlanError, SampleError, Samples
 from .stats import Statistics
 from .uploads import UploadStore
 

@@ -14,7 +14,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from augstream.spec import StreamSpec, field_value
+from augstream_protocol.fields import field_value
+from augstream_protocol.spec import StreamSpec
 
 from .samples import PlanError
 

@@ -17,7 +17,7 @@ from concurrent.futures import Executor, Future
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from augstream.wire import FrameKind, encode_json_frame
+from augstream_protocol.wire import FrameKind, encode_json_frame
 
 from .pipeline import EncodedBatch, SampleError, StreamPlan
 from .sampling import positions

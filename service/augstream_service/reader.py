@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 
 from .caches import Cache
 from .catalog import Dataset

@@ -11,9 +11,9 @@ from fastapi.openapi.models import Example
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from augstream.spec import StreamSpec
-from augstream.stats import StatsRequest
-from augstream.wire import COMPACT_REQUEST, PROTOCOL_VERSION
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.stats import StatsRequest
+from augstream_protocol.wire import COMPACT_REQUEST, PROTOCOL_VERSION
 
 from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
@@ -21,7 +21,7 @@ from .errors import BusyError
 from .masks import pair_count
 from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
-from .samples import resolve_samples
+from .resolve import resolve_samples
 from .state import State
 
 __all__ = ["router"]

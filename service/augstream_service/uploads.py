@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from augstream._npy import UPLOAD_KINDS, encode_npy, parse_npy_header
+from augstream_protocol.npy import UPLOAD_KINDS, encode_npy, parse_npy_header
 
 __all__ = [
     "MAX_CONCURRENT_UPLOADS",

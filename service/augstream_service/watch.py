@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 
 from . import __version__
 from .catalog import DatasetUnavailableError

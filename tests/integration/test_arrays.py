@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from augstream import Client, InvalidSpecError, NotFoundError, ServerError, TooLargeError
-from augstream._npy import encode_npy
+from augstream_protocol.npy import encode_npy
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 

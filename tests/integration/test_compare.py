@@ -51,8 +51,8 @@ def test_compare_refuses_an_unknown_option() -> None:
 
 
 def test_the_figures_compared_are_each_rounds_medians() -> None:
-    from augstream_service.compare.run import summarize
-    from augstream_service.compare.timing import Figures
+    from benchmarks.comparison.run import summarize
+    from benchmarks.comparison.timing import Figures
 
     rounds = [
         {"d": Figures(100, 1.0, 0), "e": Figures(100, 2.0, 0)},

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from augstream import Client, InvalidSpecError, NotFoundError, ServerError
-from augstream.wire import FrameDecoder, FrameKind, decode_batch
+from augstream_protocol.wire import FrameDecoder, FrameKind, decode_batch
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from tests.conftest import LiveServer

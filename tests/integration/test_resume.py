@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 
 from augstream import Batch, Client, ConnectionLostError, IncompatibleStreamError, RetryPolicy
-from augstream.wire import FrameKind, encode_json_frame
+from augstream_protocol.wire import FrameKind, encode_json_frame
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from tests.imagefolder import make_image_folder

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from augstream import Client
-from augstream.wire import FrameDecoder, FrameKind, decode_batch
+from augstream_protocol.wire import FrameDecoder, FrameKind, decode_batch
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 
@@ -106,7 +106,7 @@ def test_photometric_work_is_sent_as_floats(servers: tuple[str, str], change: An
 
 def raw_floats(url: str, spec: dict[str, Any]) -> list[np.ndarray]:
     """The stream as a client that does not ask for compact images reads it."""
-    from augstream.spec import StreamSpec
+    from augstream_protocol.spec import StreamSpec
 
     body = StreamSpec.model_validate(spec).request_body()
     decoder = FrameDecoder()

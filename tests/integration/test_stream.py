@@ -11,8 +11,8 @@ import pytest
 from augstream import Batch, Client, Stream
 from augstream._body import _socket_body, socket_frames
 from augstream._http import iter_frames
-from augstream.spec import StreamSpec
-from augstream.wire import FrameDecoder, FrameKind
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.wire import FrameDecoder, FrameKind
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from augstream_service.sources import list_class_folders

@@ -17,7 +17,7 @@ import augstream._body as body_module
 from augstream import Client
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
-from augstream_service.compare.process import free_port
+from benchmarks.comparison.process import free_port
 
 SPEC = dict(dataset="pets", target_size=(16, 16), batch_size=4, seed=3, epochs=1, rotation_range=15)
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from augstream import Client, InvalidSpecError, ServerError
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from tests.imagefolder import make_image_folder, png_header

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 from augstream_service.augment import IDENTITY, TransformParams, apply, sample, warp
 from augstream_service.sampling import sample_rng
 

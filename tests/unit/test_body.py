@@ -15,7 +15,7 @@ import pytest
 
 from augstream._body import SocketBody, _socket_body, response_frames, socket_frames
 from augstream._exceptions import ProtocolError, TruncatedError
-from augstream.wire import Frame, FrameDecoder, FrameKind, encode_batch, encode_json_frame
+from augstream_protocol.wire import Frame, FrameDecoder, FrameKind, encode_batch, encode_json_frame
 
 MAX = 1 << 24
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 from augstream_service.augment import TransformParams, affine_matrix, apply, warp
 
 pytestmark = pytest.mark.keras

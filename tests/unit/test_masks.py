@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 from augstream_service.augment import apply, apply_mask, sample
 from augstream_service.masks import MaskError, mask_pairs
 from augstream_service.sampling import sample_rng

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from augstream._npy import npy_header, parse_npy_header
-from augstream.wire import decode_batch, encode_batch
+from augstream_protocol.npy import npy_header, parse_npy_header
+from augstream_protocol.wire import decode_batch, encode_batch
 
 ARRAYS = [
     np.zeros((16, 64, 64, 3), np.uint8),

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 from augstream_service.augment import apply, apply_mask, mix_batch, sample
 from augstream_service.sampling import batch_rng, sample_rng
 

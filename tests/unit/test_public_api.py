@@ -12,6 +12,16 @@ import pytest
 import augstream
 
 MODULES = [
+    "augstream_protocol",
+    "augstream_protocol.fields",
+    "augstream_protocol.selection",
+    "augstream_protocol.augmentation",
+    "augstream_protocol.spec",
+    "augstream_protocol.wire",
+    "augstream_protocol.npy",
+    "augstream_protocol.info",
+    "augstream_protocol.stats",
+    "augstream_protocol.errors",
     "augstream",
     "augstream.spec",
     "augstream.wire",
@@ -28,6 +38,7 @@ MODULES = [
     "augstream_service.sources",
     "augstream_service.catalog",
     "augstream_service.samples",
+    "augstream_service.resolve",
     "augstream_service.uploads",
     "augstream_service.producer",
     "augstream_service.stats",

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from augstream.spec import Position, Shard, StreamSpec
+from augstream_protocol.fields import Position, Shard
+from augstream_protocol.spec import StreamSpec
 
 
 def spec(**fields: Any) -> StreamSpec:

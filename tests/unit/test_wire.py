@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from augstream._exceptions import ProtocolError, TruncatedError
-from augstream.wire import (
+from augstream_protocol.wire import (
     BatchFrame,
     Frame,
     FrameDecoder,

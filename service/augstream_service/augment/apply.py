@@ -7,7 +7,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from augstream.spec import FillMode, StreamSpec
+from augstream_protocol.fields import FillMode
+from augstream_protocol.spec import StreamSpec
 
 from .geometry import affine_matrix, is_identity
 from .params import TransformParams

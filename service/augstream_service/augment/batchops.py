@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from augstream.spec import StreamSpec
+from augstream_protocol.spec import StreamSpec
 
 __all__ = ["mix_batch"]
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from augstream.spec import ShiftRange, StreamSpec
+from augstream_protocol.fields import ShiftRange
+from augstream_protocol.spec import StreamSpec
 
 from .params import IDENTITY, TransformParams
 

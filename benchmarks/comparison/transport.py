@@ -1,7 +1,7 @@
 """(g) The transport alone: ready batch frames over loopback HTTP, through the server's
 streaming response and the client library, next to a raw TCP socket moving as many bytes.
 
-The HTTP side runs in its own process (``python -m augstream_service.compare.transport
+The HTTP side runs in its own process (``python -m benchmarks.comparison.transport
 PORT``): the product's ``stream_frames`` and ``FrameStreamResponse`` on uvicorn, with a plan
 whose batches are a fixed array (frames are still encoded, checksummed and decoded).
 """
@@ -20,8 +20,8 @@ import numpy as np
 from fastapi import FastAPI
 
 from augstream import Client
-from augstream.spec import StreamSpec
-from augstream.wire import encode_batch
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.wire import encode_batch
 from augstream_service.limits import Limits
 from augstream_service.pipeline import EncodedBatch, StreamPlan
 from augstream_service.producer import FrameStreamResponse, stream_frames

@@ -1,7 +1,7 @@
 """augstream doing the comparison's work: its pipeline in process (d), and served over
 loopback HTTP from an ``augstream serve`` process, cold (e) and warm (f).
 
-(d) runs in a fresh interpreter each time (``python -m augstream_service.compare.ours``), as
+(d) runs in a fresh interpreter each time (``python -m benchmarks.comparison.ours``), as
 the server does: in the long-lived benchmark process it would inherit a heap that earlier
 rounds already grew, and skip the page faults a server pays to fill its cache.
 """
@@ -23,8 +23,8 @@ import httpx
 import numpy as np
 
 from augstream import Client
-from augstream.spec import StreamSpec
-from augstream.wire import expand
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.wire import expand
 from augstream_service.catalog import Catalog
 from augstream_service.limits import Limits
 from augstream_service.pipeline import ProducedBatch, make_plan

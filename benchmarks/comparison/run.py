@@ -236,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # TensorFlow's start-up chatter would bury the table.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The contenders that run in their own interpreters (``-m benchmarks.comparison.ours``)
+    # find this checkout wherever the comparison was started from.
+    checkout = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = checkout if not path else checkout + os.pathsep + path
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or Path(tmp) / "imagenet-like"
         ensure_dataset(root, args.images)

@@ -1,0 +1,161 @@
+"""One HTTP response of a stream: open it, check its header, map its failures.
+
+``connect`` opens a stream and retries what may pass (a refused or broken connection, bytes
+that are not frames, a busy server, a server going away), as ``RetryPolicy`` says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import httpx
+
+from augstream_protocol.info import StreamHeader
+from augstream_protocol.spec import StreamSpec
+from augstream_protocol.wire import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, Frame, FrameKind
+
+from ._body import response_frames
+from ._exceptions import (
+    BusyError,
+    ConnectionLostError,
+    IncompatibleStreamError,
+    ProtocolError,
+    ServerError,
+)
+from ._http import error_from_response
+
+__all__ = [
+    "RETRYABLE",
+    "Connection",
+    "GoAwayError",
+    "RetryPolicy",
+    "check_same_stream",
+    "connect",
+    "server_error",
+]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up on a broken stream: capped exponential backoff.
+
+    ``attempts`` counts consecutive failures without a batch delivered in between.
+    """
+
+    attempts: int = 6
+    backoff_s: float = 0.25
+    max_backoff_s: float = 5.0
+
+    def delay(self, failures: int, cause: BaseException | None = None) -> float:
+        """Seconds to wait before retry number ``failures`` (1-based); at least the server's
+        ``Retry-After`` when ``cause`` is a busy answer."""
+        delay = float(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
+        return max(delay, cause.retry_after) if isinstance(cause, BusyError) else delay
+
+
+class GoAwayError(Exception):
+    """The server is stopping and handed the stream over: resume at the next batch."""
+
+
+# Reasons to reconnect: the transport broke, the bytes that arrived are unusable, the server
+# was busy, or it is going away.
+RETRYABLE = (httpx.TransportError, ProtocolError, BusyError, GoAwayError)
+
+
+class Connection:
+    """One HTTP response of a stream and its frame iterator."""
+
+    def __init__(self, http: httpx.Client, spec: StreamSpec, headers: dict[str, str]) -> None:
+        self._stack = ExitStack()
+        try:
+            self.response = self._stack.enter_context(
+                http.stream("POST", "/v1/stream", json=spec.request_body(), headers=headers)
+            )
+            if self.response.status_code != 200:
+                self.response.read()
+                raise error_from_response(self.response)
+            self.frames = response_frames(self.response, DEFAULT_MAX_FRAME_BYTES)
+            self.header = read_header(next(self.frames, None))
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def interrupt(self) -> None:
+        """Wake a read blocked on this connection from another thread.
+
+        Closing a socket does not wake a ``recv`` in progress; shutting it down does.
+        """
+        stream = self.response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def read_header(first: Frame | None) -> StreamHeader:
+    if first is None or first.kind != FrameKind.HEADER:
+        raise ProtocolError("the stream did not start with a header frame")
+    payload = first.json()
+    if payload.get("protocol") != PROTOCOL_VERSION:
+        raise IncompatibleStreamError(
+            f"the server speaks protocol {payload.get('protocol')!r}; "
+            f"this client speaks {PROTOCOL_VERSION}"
+        )
+    return StreamHeader.model_validate(payload)
+
+
+def connect(
+    https: Sequence[httpx.Client], spec: StreamSpec, headers: dict[str, str], retry: RetryPolicy
+) -> Connection:
+    """Open a stream on the first replica, retrying transient failures as a reconnect would
+    (each retry on the next replica)."""
+    failures = 0
+    while True:
+        http = https[failures % len(https)]
+        try:
+            return Connection(http, spec, headers)
+        except RETRYABLE as exc:
+            failures += 1
+            if failures > retry.attempts:
+                raise ConnectionLostError(
+                    f"could not start the stream at {http.base_url} after "
+                    f"{retry.attempts} retries; last error: {exc}"
+                ) from exc
+            time.sleep(retry.delay(failures, exc))
+
+
+def check_same_stream(first: StreamHeader, connection: Connection) -> None:
+    """Refuse to resume on a stream that is not the one we started (listing or spec changed)."""
+    again = connection.header
+    ignore = {"start"}
+    same = (
+        again.dataset_samples == first.dataset_samples
+        and again.samples == first.samples
+        and again.batches_per_epoch == first.batches_per_epoch
+        and again.class_indices == first.class_indices
+        and again.arrays == first.arrays
+        and again.spec.model_dump(exclude=ignore) == first.spec.model_dump(exclude=ignore)
+    )
+    if not same:
+        connection.close()
+        raise IncompatibleStreamError(
+            "the resumed stream differs from the one started (the dataset changed on the "
+            "server, or another server holds different data); resuming would not be exact"
+        )
+
+
+def server_error(frame: Frame) -> ServerError:
+    error = frame.json().get("error", {})
+    return ServerError(
+        f"the server stopped the stream: {error.get('message', 'no message')}",
+        status=500,
+        kind=str(error.get("kind", "server_error")),
+    )

@@ -1,0 +1,155 @@
+"""The building blocks of a stream spec: value types, limits and the small models a spec
+holds (its start position, its shard, the uploaded arrays and statistics it names)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+__all__ = [
+    "MAX_REPLICAS",
+    "MAX_SIDE",
+    "ArrayRefs",
+    "ClassMode",
+    "ColorMode",
+    "DatasetName",
+    "Digest",
+    "FillMode",
+    "Frozen",
+    "Interpolation",
+    "Position",
+    "Quality",
+    "Shard",
+    "ShiftRange",
+    "Side",
+    "StatsRefs",
+    "UnitRange",
+    "channels_for",
+    "field_value",
+]
+
+ColorMode = Literal["grayscale", "rgb", "rgba"]
+ClassMode = Literal[
+    "categorical", "binary", "sparse", "input", "none", "raw", "multi_output", "mask"
+]
+FillMode = Literal["constant", "nearest", "reflect", "wrap"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "box"]
+
+#: Largest accepted image side in pixels; a server may enforce a lower limit.
+MAX_SIDE = 8192
+#: Most servers one stream can be spread over.
+MAX_REPLICAS = 64
+
+_CHANNELS: dict[str, int] = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+# A shift range is a fraction (float < 1), pixels (float >= 1), whole pixels in (-n, n)
+# (int n), or a list of choices; the int/float distinction is ImageDataGenerator's own.
+ShiftRange = int | float | list[float]
+
+
+def channels_for(color_mode: ColorMode) -> int:
+    """Number of channels a ``color_mode`` produces."""
+    return _CHANNELS[color_mode]
+
+
+class Frozen(BaseModel):
+    """A model that refuses unknown fields and cannot be changed once made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Pair(Frozen):
+    """A two-field model that also accepts a ``(first, second)`` pair, as Keras users write."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            names = list(cls.model_fields)
+            if len(value) != 2:
+                raise ValueError(f"expected ({', '.join(names)}), got {value!r}")
+            return dict(zip(names, value, strict=True))
+        return value
+
+
+class Position(_Pair):
+    """Where a stream starts: batch ``batch`` of epoch ``epoch`` (both 0-based)."""
+
+    epoch: NonNegativeInt = 0
+    batch: NonNegativeInt = 0
+
+
+class Shard(_Pair):
+    """Shard ``index`` of ``count``: disjoint slices that together cover every epoch once."""
+
+    index: NonNegativeInt = 0
+    count: Annotated[int, Field(ge=1, le=65536)] = 1
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> Shard:
+        if self.index >= self.count:
+            raise ValueError(f"shard index must be < count {self.count}, got {self.index}")
+        return self
+
+
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+#: A fraction of an image's area, (0, 1].
+UnitFraction = Annotated[float, Field(gt=0, le=1)]
+UnitRange = tuple[UnitFraction, UnitFraction]
+Quality = Annotated[int, Field(ge=1, le=100)]
+
+#: An uploaded array's name: the SHA-256 (lowercase hex) of its ``.npy`` encoding.
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+# Names start with a letter or digit: never "." or "..", never hidden.
+DatasetName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+
+
+class ArrayRefs(Frozen):
+    """Uploaded arrays (``Client.upload``) that a stream reads row by row.
+
+    ``x`` holds the images themselves, N x H x W x C (``flow``); ``filenames`` instead names
+    files inside the spec's ``dataset``, one per row (``flow_from_dataframe``), and
+    ``validate_filenames`` drops the rows whose file is missing or not an image. ``y`` holds
+    the label arrays (one per model output) and ``sample_weight`` the weights; row i of every
+    array belongs to the same sample.
+    """
+
+    x: Digest | None = None
+    filenames: Digest | None = None
+    validate_filenames: bool = False
+    y: list[Digest] = Field(default_factory=list, max_length=64)
+    sample_weight: Digest | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ArrayRefs:
+        if (self.x is None) == (self.filenames is None):
+            raise ValueError("give exactly one of arrays.x (images) and arrays.filenames")
+        if self.validate_filenames and self.filenames is None:
+            raise ValueError("validate_filenames applies to arrays.filenames only")
+        return self
+
+
+class StatsRefs(Frozen):
+    """Dataset statistics a stream applies, as uploaded arrays named by digest: those
+    ``POST /v1/stats`` computed (``ImageDataGenerator.fit``), or precomputed ones stored with
+    ``Client.upload``. ``mean`` and ``std`` broadcast to H x W x C (Keras' are 1 x 1 x C);
+    ``zca_whitening_matrix`` is (H*W*C) x (H*W*C).
+    """
+
+    mean: Digest | None = None
+    std: Digest | None = None
+    zca_whitening_matrix: Digest | None = None
+
+
+def field_value(raw: str) -> Any:
+    """A spec field's value written as text (a query parameter, ``--set NAME=VALUE``): JSON
+    when it parses (``20``, ``true``, ``[0.9, 1.1]``), else the text itself (``reflect``)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
