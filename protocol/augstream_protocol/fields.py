@@ -55,9 +55,13 @@ def channels_for(color_mode: ColorMode) -> int:
 
 
 class Frozen(BaseModel):
-    """A model that refuses unknown fields and cannot be changed once made."""
+    """A model that refuses unknown fields and cannot be changed once made.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The docstring under each field is its description (in ``/openapi.json`` and in the
+    manual's generated spec reference); it changes no value and no byte of a stream.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class _Pair(Frozen):
@@ -78,14 +82,18 @@ class Position(_Pair):
     """Where a stream starts: batch ``batch`` of epoch ``epoch`` (both 0-based)."""
 
     epoch: NonNegativeInt = 0
+    """The epoch to start in, 0-based."""
     batch: NonNegativeInt = 0
+    """The batch of that epoch to start at, 0-based (of this shard's batches)."""
 
 
 class Shard(_Pair):
     """Shard ``index`` of ``count``: disjoint slices that together cover every epoch once."""
 
     index: NonNegativeInt = 0
+    """This shard's number, 0-based and below ``count``."""
     count: Annotated[int, Field(ge=1, le=65536)] = 1
+    """How many shards the epoch is cut into; 1 (the default) streams the whole epoch."""
 
     @model_validator(mode="after")
     def _index_in_range(self) -> Shard:
@@ -120,10 +128,17 @@ class ArrayRefs(Frozen):
     """
 
     x: Digest | None = None
+    """The images, N x H x W x C (``flow``): leave the spec's ``dataset`` unset."""
     filenames: Digest | None = None
+    """One file name per row, relative to the spec's ``dataset`` (``flow_from_dataframe``)."""
     validate_filenames: bool = False
+    """Drop the rows of ``filenames`` whose file is missing or not an image (Keras'
+    ``validate_filenames``); off, such a file is a corrupt sample."""
     y: list[Digest] = Field(default_factory=list, max_length=64)
+    """The label arrays, one per model output, row for row with the samples; none for
+    ``class_mode`` ``input`` and ``none``."""
     sample_weight: Digest | None = None
+    """Per-row sample weights: batches become ``(x, y, w)``."""
 
     @model_validator(mode="after")
     def _one_source(self) -> ArrayRefs:
@@ -142,8 +157,11 @@ class StatsRefs(Frozen):
     """
 
     mean: Digest | None = None
+    """The mean subtracted under ``featurewise_center``."""
     std: Digest | None = None
+    """The standard deviation divided by under ``featurewise_std_normalization``."""
     zca_whitening_matrix: Digest | None = None
+    """The ZCA matrix applied under ``zca_whitening``."""
 
 
 def field_value(raw: str) -> Any:

@@ -33,25 +33,56 @@ class Selection(Frozen):
     """The fields that pick a stream's samples, decode them and put them in batches."""
 
     dataset: DatasetName | None = None
+    """A dataset the server offers (``GET /v1/datasets``), by name: clients never name paths
+    or URLs. Unset only for uploaded images (``arrays.x``)."""
     arrays: ArrayRefs | None = None
+    """Uploaded arrays the stream reads row by row (``Client.upload``): the images
+    themselves (``flow``) or file names of ``dataset`` (``flow_from_dataframe``), with their
+    labels and sample weights. Unset: the dataset's own files and class folders."""
     target_size: tuple[Side, Side] = (256, 256)
+    """``(height, width)`` in pixels that every image is resized to, as in Keras; uploaded
+    images stream at their own size."""
     color_mode: ColorMode = "rgb"
+    """``grayscale``, ``rgb`` or ``rgba``: 1, 3 or 4 channels per image."""
     classes: list[str] | None = Field(default=None, min_length=1)
+    """A subset of the class names, whose order defines the label indices; unset: every
+    class, sorted. Over arrays with labels, the class names in label order (required)."""
     class_mode: ClassMode = "categorical"
+    """What ``y`` is: ``categorical`` (one-hot), ``binary`` (0/1, two classes), ``sparse``
+    (class index), ``input`` (``y`` is ``x``), ``none`` (``x`` only), ``mask`` (the image's
+    segmentation mask); over arrays also ``raw`` and ``multi_output``."""
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    """Images per batch; the last batch of an epoch may be short, as in Keras."""
     shuffle: bool = True
+    """Serve each epoch in its own order, a permutation drawn from ``(seed, epoch)``; off:
+    the listing's order."""
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    """Seeds the epoch order and every sample's random transform. Unset: the client draws
+    one (the server does for a bare request); the stream's header carries it."""
     interpolation: Interpolation = "nearest"
+    """The filter that resizes images to ``target_size``: ``nearest``, ``bilinear``,
+    ``bicubic``, ``lanczos``, ``area`` or ``box``, as in Keras."""
     keep_aspect_ratio: bool = False
+    """Centre-crop each image to the target's aspect ratio before resizing, as in Keras."""
     dtype: Literal["uint8", "float32"] | None = None
+    """The dtype of ``x``. Unset: ``float32`` when ``rescale`` or a normalisation is set,
+    else ``uint8``."""
     start: Position = Position()
-    #: Every ``stride``-th batch from ``start``: one replica's part of a stream spread over
-    #: ``stride`` servers (``Client`` with several URLs sets it; the batches are unchanged).
+    """``(epoch, batch)`` the stream starts at: a resumed stream asks for its next batch."""
     stride: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = 1
+    """Every ``stride``-th batch from ``start``: one replica's part of a stream spread over
+    ``stride`` servers (``Client`` with several URLs sets it; the batches are unchanged)."""
     shard: Shard = Shard()
+    """``(index, count)``: this stream's shard of every epoch; the ``count`` shards are
+    disjoint and together cover each epoch once."""
     epochs: Annotated[int, Field(ge=1)] | None = None
+    """The stream ends after epoch ``epochs - 1`` (an end frame follows). Unset: endless."""
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    """The fraction held out as the validation subset: the first fraction of each class's
+    sorted files (of the rows, over arrays), as in Keras."""
     subset: Literal["training", "validation"] | None = None
+    """Which side of ``validation_split`` to stream; unset: every sample. Needs a
+    ``validation_split``."""
 
     @field_validator("classes")
     @classmethod
