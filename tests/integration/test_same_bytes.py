@@ -120,3 +120,27 @@ def raw_floats(url: str, spec: dict[str, Any]) -> list[np.ndarray]:
                 elif frame.kind == FrameKind.BATCH:
                     out.append(decode_batch(frame.body).arrays["x"])
     return out
+
+
+def decoded(url: str, compat: str) -> list[bytes]:
+    """One epoch of ``photos`` at the target size, not augmented: the decoded images."""
+    spec = dict(dataset="photos", target_size=SPEC["target_size"], batch_size=4, compat=compat)
+    with Client(url) as client, client.stream(**spec, shuffle=False, epochs=1) as stream:
+        return [stream.next_batch(timeout=60).x.tobytes() for _ in range(len(stream))]
+
+
+def test_legacy_and_documented_decodes_never_share_a_cache_entry(photos: Path) -> None:
+    # keras-legacy decodes JPEGs at full size; the documented compat decodes the ones at
+    # least twice the target at a reduced scale. Whichever a server decoded first, a stream
+    # of the other gets its own images, the same bytes as on a server that never saw them.
+    def fresh() -> BackgroundServer:
+        return BackgroundServer(create_app(Settings(datasets=[photos], threads=1)))
+
+    with fresh() as first, fresh() as second:
+        documented_cold = decoded(first.url, "documented")
+        legacy_after = decoded(first.url, "keras-legacy")
+        legacy_cold = decoded(second.url, "keras-legacy")
+        documented_after = decoded(second.url, "documented")
+    assert legacy_cold != documented_cold  # the reduced decode gives other pixels
+    assert legacy_after == legacy_cold
+    assert documented_after == documented_cold
