@@ -67,7 +67,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="where uploaded arrays are kept (default: ~/.cache/augstream/uploads)",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least severe log lines written to stderr (default: %(default)s)",
     )
 
 

@@ -40,7 +40,13 @@ def add_bench(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--batches", type=positive, default=50, metavar="N", help="batches to time (default: 50)"
     )
-    bench.add_argument("--batch-size", type=positive, default=32, metavar="N", help="(default: 32)")
+    bench.add_argument(
+        "--batch-size",
+        type=positive,
+        default=32,
+        metavar="N",
+        help="images per batch (default: 32)",
+    )
     add_target_size(bench, (224, 224))
     add_set(
         bench,
