@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import tomllib
 from dataclasses import dataclass
@@ -333,6 +334,9 @@ def test_prometheus_scrapes_the_replicas_and_the_adapter_serves_the_wait_metric(
     assert rule["name"]["as"] == WAIT_METRIC
     assert rule["seriesQuery"].startswith("augstream_input_wait_seconds_total{")
     assert re.search(r"rate\(<<\.Series>>\{<<\.LabelMatchers>>\}\[1m\]\)", rule["metricsQuery"])
+    page = (ROOT / "docs" / "operators" / "cluster.md").read_text()
+    [shown] = re.findall(r"```yaml\n( *rules:\n.*?)```", page, re.DOTALL)
+    assert yaml.safe_load(textwrap.dedent(shown)) == yaml.safe_load(rules), "the page's rule"
     overrides = {label: o["resource"] for label, o in rule["resources"]["overrides"].items()}
     assert overrides == {"namespace": "namespace", "pod": "pod"}
     # The scrape job gives every series the labels the rule maps to objects, finds the pods
