@@ -1,4 +1,4 @@
-"""Write the README's pictures of augstream's newer operations: ``docs/images/<op>.png``.
+"""Write the manual's pictures of augstream's newer operations: ``docs/images/<op>.png``.
 
 Each grid is the first batch of a stream over a small dataset (scikit-learn's two sample
 photographs, four copies each, as classes ``china`` and ``flower``), made by the server's
@@ -33,7 +33,7 @@ from augstream_service.uploads import UploadStore
 OUT = Path(__file__).parent / "images"
 TARGET = (64, 96)  # the photographs' aspect ratio; small, so the PNGs stay small
 
-#: The README's picture name -> the operation's spec fields at a strength that shows.
+#: A picture's name (shown in docs/users/operations.md) -> the operation's spec fields.
 EXAMPLES: dict[str, dict[str, Any]] = {
     "none": {},
     "random_crop": {"random_crop_fraction": 0.6},
