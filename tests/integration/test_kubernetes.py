@@ -94,6 +94,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
 Objects = list[dict[str, Any]]
 
 
+@pytest.fixture(params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest, rendered: dict[str, Objects]) -> Objects:
+    """The objects of each overlay in turn (those that deploy the replicas)."""
+    objects: Objects = rendered[request.param]
+    return objects
+
+
 def find(objects: Objects, kind: str, name: str | None = None) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
     assert len(found) == 1, f"{len(found)} {kind} objects named {name or 'anything'}"
@@ -194,9 +201,8 @@ def test_every_object_follows_the_kubernetes_schema(
         kubernetes_validate.validate(item, KUBERNETES, strict=True)
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_server_runs_the_images_own_command(rendered: dict[str, Objects], overlay: str) -> None:
-    server = replicas(rendered[overlay])
+def test_the_server_runs_the_images_own_command(overlay: Objects) -> None:
+    server = replicas(overlay)
     assert server.container["command"] == json.loads(instruction(SERVER_IMAGE, "ENTRYPOINT"))
     assert server.container["args"] == json.loads(instruction(SERVER_IMAGE, "CMD"))
     assert server.container["image"].rsplit("/", 1)[-1] == "augstream:0.1.0"
@@ -204,11 +210,8 @@ def test_the_server_runs_the_images_own_command(rendered: dict[str, Objects], ov
         assert init["image"] == server.container["image"], init["name"]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_probes_ask_the_open_health_routes_on_the_served_port(
-    rendered: dict[str, Objects], overlay: str
-) -> None:
-    server = replicas(rendered[overlay])
+def test_probes_ask_the_open_health_routes_on_the_served_port(overlay: Objects) -> None:
+    server = replicas(overlay)
     served = int(server.arg("--port"))
     assert served == int(instruction(SERVER_IMAGE, "EXPOSE"))
     paths = {}
@@ -246,10 +249,10 @@ def test_every_container_runs_unprivileged_on_a_read_only_root(
             assert context["readOnlyRootFilesystem"] is True, name
             assert context["capabilities"] == {"drop": ["ALL"]}, name
             assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
-    for overlay in OVERLAYS:
-        labels = find(rendered[overlay], "Namespace")["metadata"]["labels"]
+    for name in OVERLAYS:
+        labels = find(rendered[name], "Namespace")["metadata"]["labels"]
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-        server = replicas(rendered[overlay])
+        server = replicas(rendered[name])
         writable = {
             m["mountPath"]
             for m in server.container["volumeMounts"]
@@ -259,11 +262,8 @@ def test_every_container_runs_unprivileged_on_a_read_only_root(
         assert {uploads, "/tmp"} <= writable
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_a_stopping_replica_has_time_to_hand_its_streams_over(
-    rendered: dict[str, Objects], overlay: str
-) -> None:
-    server = replicas(rendered[overlay])
+def test_a_stopping_replica_has_time_to_hand_its_streams_over(overlay: Objects) -> None:
+    server = replicas(overlay)
     assert server.pod["enableServiceLinks"] is False  # AUGSTREAM_SERVICE_HOST... are no settings
     sleep = server.container["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep" and int(sleep[1]) >= 5  # CoreDNS caches answers for 5 s
@@ -273,20 +273,16 @@ def test_a_stopping_replica_has_time_to_hand_its_streams_over(
     assert server.item["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_services_budget_and_spread_select_the_replicas(
-    rendered: dict[str, Objects], overlay: str
-) -> None:
-    objects = rendered[overlay]
-    server = replicas(objects)
+def test_services_budget_and_spread_select_the_replicas(overlay: Objects) -> None:
+    server = replicas(overlay)
     assert selects(server.item["spec"]["selector"]["matchLabels"], server.labels)
-    headless = find(objects, "Service", "augstream-replicas")["spec"]
+    headless = find(overlay, "Service", "augstream-replicas")["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is False
-    for service in (headless, find(objects, "Service", "augstream")["spec"]):
+    for service in (headless, find(overlay, "Service", "augstream")["spec"]):
         assert selects(service["selector"], server.labels)
         [port] = service["ports"]
         assert server.port(port["targetPort"]) == port["port"] == int(server.arg("--port"))
-    budget = find(objects, "PodDisruptionBudget", "augstream")["spec"]
+    budget = find(overlay, "PodDisruptionBudget", "augstream")["spec"]
     assert selects(budget["selector"]["matchLabels"], server.labels)
     assert budget["maxUnavailable"] == 1
     spread = {c["topologyKey"]: c for c in server.pod["topologySpreadConstraints"]}
@@ -352,13 +348,11 @@ def test_prometheus_scrapes_the_replicas_and_the_adapter_serves_the_wait_metric(
     assert job["authorization"]["credentials_file"].startswith("/")
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_network_policy_admits_trainers_and_prometheus_and_reaches_the_store(
-    rendered: dict[str, Objects], overlay: str
+    rendered: dict[str, Objects], overlay: Objects
 ) -> None:
-    objects = rendered[overlay]
-    server = replicas(objects)
-    policy = find(objects, "NetworkPolicy", "augstream")["spec"]
+    server = replicas(overlay)
+    policy = find(overlay, "NetworkPolicy", "augstream")["spec"]
     assert selects(policy["podSelector"]["matchLabels"], server.labels)
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     [ingress] = policy["ingress"]
@@ -382,13 +376,11 @@ def test_the_network_policy_admits_trainers_and_prometheus_and_reaches_the_store
             assert port in allowed, f"{dataset['url']}: no egress to port {port}"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_config_file_settings_and_secrets_are_the_servers(
-    rendered: dict[str, Objects], overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    overlay: Objects, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    objects = rendered[overlay]
-    server = replicas(objects)
-    assert {o["metadata"].get("namespace", server.namespace) for o in objects} == {server.namespace}
+    server = replicas(overlay)
+    assert {o["metadata"].get("namespace", server.namespace) for o in overlay} == {server.namespace}
     env = server.env()
     for name in env:
         field = name.removeprefix("AUGSTREAM_").split("__")[0].lower()
@@ -407,11 +399,8 @@ def test_the_config_file_settings_and_secrets_are_the_servers(
         assert {str(path) for path in dataset.storage_options_files.values()} <= set(files)
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_requests_and_limits_follow_the_settings(
-    rendered: dict[str, Objects], overlay: str
-) -> None:
-    server = replicas(rendered[overlay])
+def test_requests_and_limits_follow_the_settings(overlay: Objects) -> None:
+    server = replicas(overlay)
     env = server.env()
     names = ("threads", "prefetch", "max_streams", "byte_cache_bytes", "image_cache_bytes")
     setting = {name: int(env[f"AUGSTREAM_{name.upper()}"]) for name in names}
@@ -433,15 +422,15 @@ def test_the_trainer_asks_for_a_gpu_and_reads_every_replica(
     assert trainer.container["image"].rsplit("/", 1)[-1] == "augstream-trainer:0.1.0"
     url = httpx.URL(trainer.env()["AUGSTREAM_URL"])
     train = (ROOT / "docker" / "trainer" / "train.py").read_text()
-    for overlay in OVERLAYS:
-        server = replicas(rendered[overlay])
+    for name in OVERLAYS:
+        server = replicas(rendered[name])
         assert trainer.namespace == server.namespace
-        headless = find(rendered[overlay], "Service", "augstream-replicas")
+        headless = find(rendered[name], "Service", "augstream-replicas")
         assert url.host == f"{headless['metadata']['name']}.{server.namespace}.svc.cluster.local"
         assert url.port == headless["spec"]["ports"][0]["port"]
         # The key train.py reads, from the Secret each overlay writes under that very name,
         # is one of the server's keys.
-        [(path, key)] = Workload(rendered[overlay], trainer.item).files().items()
+        [(path, key)] = Workload(rendered[name], trainer.item).files().items()
         assert f'Path("{path}")' in train
         assert key.strip() in json.loads(server.env()["AUGSTREAM_API_KEYS"])
 
