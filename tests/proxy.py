@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 
@@ -14,7 +15,8 @@ class CuttingProxy:
     server-to-client direction: ``cut_after(n)`` is a byte budget after which the connection is
     cut (None: no cut); ``flip_at(n)`` the offset of a byte to corrupt; ``freeze_after(n)`` an
     offset after which nothing more is forwarded but the connection stays open.
-    ``drop_from`` cuts a stream just before the first occurrence of those bytes."""
+    ``drop_from`` cuts a stream just before the first occurrence of those bytes. ``rate``
+    (bytes per second) throttles every connection in that direction, as a slow link."""
 
     def __init__(
         self,
@@ -24,7 +26,9 @@ class CuttingProxy:
         later_port: int | None = None,
         flip_at: Callable[[int], int | None] = lambda _: None,
         freeze_after: Callable[[int], int | None] = lambda _: None,
+        rate: float | None = None,
     ) -> None:
+        self._rate = rate
         self._target = ("127.0.0.1", target_port)
         # Connections after the first go here when set (a client "failing over" elsewhere).
         self._later = ("127.0.0.1", later_port) if later_port is not None else None
@@ -57,8 +61,8 @@ class CuttingProxy:
             self.connections += 1
             target = self._later if self._later and self.connections > 1 else self._target
             upstream = socket.create_connection(target)
-            forward = (client, upstream, None, None, (None, None))
-            backward = (upstream, client, budget, self._drop_from, faults)
+            forward = (client, upstream, None, None, (None, None), None)
+            backward = (upstream, client, budget, self._drop_from, faults, self._rate)
             threading.Thread(target=self._pipe, args=forward, daemon=True).start()
             threading.Thread(target=self._pipe, args=backward, daemon=True).start()
 
@@ -69,9 +73,11 @@ class CuttingProxy:
         budget: int | None,
         drop_from: bytes | None,
         faults: tuple[int | None, int | None],
+        rate: float | None,
     ) -> None:
         flip, freeze = faults
         sent = 0
+        began = time.monotonic()
         held = b""  # bytes that might start the pattern, held back until we know
         try:
             while True:
@@ -104,6 +110,8 @@ class CuttingProxy:
                     break
                 sink.sendall(data)
                 sent += len(data)
+                if rate is not None:  # no faster than the link's rate since it opened
+                    time.sleep(max(0.0, began + sent / rate - time.monotonic()))
         except OSError:
             pass  # either side went away: the cut is the point
         finally:

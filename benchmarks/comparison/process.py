@@ -33,22 +33,31 @@ def free_port() -> int:
 
 
 def serve(
-    root: Path, threads: int, env: dict[str, str] | None = None
+    root: Path,
+    threads: int,
+    env: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> AbstractContextManager[Served]:
-    """``augstream serve root`` with ``threads`` workers, once ready."""
-    port = free_port()
-    command = [sys.executable, "-m", "augstream._cli", "serve", str(root), "--port", str(port)]
-    command += ["--threads", str(threads), "--log-level", "warning"]
-    return running(command, port, "/readyz", env)
+    """``augstream serve root`` with ``threads`` workers on ``host`` (a loopback address),
+    once ready."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "augstream._cli", "serve", str(root), "--host", host]
+    command += ["--port", str(port), "--threads", str(threads), "--log-level", "warning"]
+    return running(command, port, "/readyz", env, host)
 
 
 @contextmanager
 def running(
-    command: Sequence[str], port: int, probe: str, env: dict[str, str] | None = None
+    command: Sequence[str],
+    port: int,
+    probe: str,
+    env: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[Served]:
-    """Run ``command`` (a server on ``port``); yield it once ``probe`` answers."""
+    """Run ``command`` (a server on ``host:port``); yield it once ``probe`` answers."""
     process = subprocess.Popen(command, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -12,10 +12,12 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from augstream_protocol.info import StreamHeader
+from augstream_protocol.numerics import differing
 from augstream_protocol.spec import StreamSpec
 from augstream_protocol.wire import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION, Frame, FrameKind
 
@@ -33,6 +35,7 @@ __all__ = [
     "RETRYABLE",
     "Connection",
     "GoAwayError",
+    "NumericsDifferError",
     "RetryPolicy",
     "check_same_stream",
     "connect",
@@ -67,14 +70,31 @@ class GoAwayError(Exception):
 RETRYABLE = (httpx.TransportError, ProtocolError, BusyError, GoAwayError)
 
 
+class NumericsDifferError(IncompatibleStreamError):
+    """A replica's numerics fingerprint differs from the stream's for families it uses: its
+    bytes could differ, so it is left out of the stream (not a failure of the stream)."""
+
+
 class Connection:
     """One HTTP response of a stream and its frame iterator."""
 
-    def __init__(self, http: httpx.Client, spec: StreamSpec, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        spec: StreamSpec,
+        headers: dict[str, str],
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
         self._stack = ExitStack()
         try:
             self.response = self._stack.enter_context(
-                http.stream("POST", "/v1/stream", json=spec.request_body(), headers=headers)
+                http.stream(
+                    "POST",
+                    "/v1/stream",
+                    json=spec.request_body(),
+                    headers=headers,
+                    extensions=extensions or {},
+                )
             )
             if self.response.status_code != 200:
                 self.response.read()
@@ -113,15 +133,19 @@ def read_header(first: Frame | None) -> StreamHeader:
 
 
 def connect(
-    https: Sequence[httpx.Client], spec: StreamSpec, headers: dict[str, str], retry: RetryPolicy
-) -> Connection:
-    """Open a stream on the first replica, retrying transient failures as a reconnect would
-    (each retry on the next replica)."""
+    candidates: Sequence[tuple[httpx.Client, dict[str, Any]]],
+    spec: StreamSpec,
+    headers: dict[str, str],
+    retry: RetryPolicy,
+) -> tuple[int, Connection]:
+    """Open a stream on the first candidate (an HTTP client and its request extensions),
+    retrying transient failures on the next ones in turn; which one answered, and how."""
     failures = 0
     while True:
-        http = https[failures % len(https)]
+        index = failures % len(candidates)
+        http, extensions = candidates[index]
         try:
-            return Connection(http, spec, headers)
+            return index, Connection(http, spec, headers, extensions)
         except RETRYABLE as exc:
             failures += 1
             if failures > retry.attempts:
@@ -132,23 +156,34 @@ def connect(
             time.sleep(retry.delay(failures, exc))
 
 
+#: Spec fields that say which part of the stream a connection carries, not which stream.
+_PLACEMENT = {"start", "stride", "batches"}
+
+
 def check_same_stream(first: StreamHeader, connection: Connection) -> None:
-    """Refuse to resume on a stream that is not the one we started (listing or spec changed)."""
+    """Refuse to resume on a stream that is not the one we started (listing or spec changed),
+    or on a replica whose numerics differ for the families the stream uses."""
     again = connection.header
-    ignore = {"start"}
     same = (
         again.dataset_samples == first.dataset_samples
         and again.samples == first.samples
         and again.batches_per_epoch == first.batches_per_epoch
         and again.class_indices == first.class_indices
         and again.arrays == first.arrays
-        and again.spec.model_dump(exclude=ignore) == first.spec.model_dump(exclude=ignore)
+        and again.spec.model_dump(exclude=_PLACEMENT) == first.spec.model_dump(exclude=_PLACEMENT)
     )
     if not same:
         connection.close()
         raise IncompatibleStreamError(
             "the resumed stream differs from the one started (the dataset changed on the "
             "server, or another server holds different data); resuming would not be exact"
+        )
+    differ = differing(first.numerics, again.numerics, sorted(first.numerics))
+    if differ:
+        connection.close()
+        raise NumericsDifferError(
+            f"its numerics differ from the stream's for {', '.join(differ)}: its batches "
+            "could differ in rare pixels"
         )
 
 

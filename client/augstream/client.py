@@ -18,11 +18,23 @@ from augstream_protocol.npy import NpyPayload, encode_npy, parse_npy_header
 from augstream_protocol.spec import StreamSpec
 from augstream_protocol.stats import DatasetStats, StatsRequest
 
-from ._exceptions import BusyError, TooLargeError
+from ._discovery import Discovery, Endpoint, Replicas, nameservers_from
+from ._exceptions import AugstreamError, BusyError, TooLargeError
 from ._http import error_from_response
 from .stream import RetryPolicy, Stream
 
 __all__ = ["Client"]
+
+
+def _digests(spec: StreamSpec) -> list[str]:
+    """The uploaded arrays a spec reads (images, file names, labels, weights, statistics)."""
+    found: list[str | None] = []
+    if spec.arrays is not None:
+        arrays = spec.arrays
+        found += [arrays.x, arrays.filenames, *arrays.y, arrays.sample_weight]
+    if spec.stats is not None:
+        found += [spec.stats.mean, spec.stats.std, spec.stats.zca_whitening_matrix]
+    return [digest for digest in found if digest is not None]
 
 
 def _resolve(spec: StreamSpec | None, fields: dict[str, Any]) -> StreamSpec:
@@ -37,9 +49,15 @@ class Client:
     ``url`` defaults to the ``AUGSTREAM_URL`` environment variable (replicas separated by
     commas); ``api_key`` (default ``AUGSTREAM_API_KEY``) is sent as a bearer token.
     ``timeout`` is the longest silence tolerated on a connection; servers send heartbeats
-    well within it. With several URLs, each stream is spread over the replicas (every
-    batch still arrives once, in order, byte-identical) and uploads go to each of them;
-    other requests go to the first.
+    well within it.
+
+    A URL's name may stand for many replicas (a Kubernetes headless Service, a scaled
+    compose service): it is resolved to every address it has (``nameservers``, default
+    ``AUGSTREAM_NAMESERVERS``, else the system's resolver) and resolved again every
+    ``resolve_every_s`` while a stream runs. Each stream is spread over every replica found
+    (every batch still arrives once, in order, byte-identical to one server's), and uploads
+    go to each of them, and to a replica that joins later; other requests go to the first
+    URL.
     """
 
     def __init__(
@@ -49,6 +67,8 @@ class Client:
         api_key: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        nameservers: Sequence[str] | None = None,
+        resolve_every_s: float = 5.0,
     ) -> None:
         given = url if url is not None else os.environ.get("AUGSTREAM_URL", "")
         urls = given.split(",") if isinstance(given, str) else list(given)
@@ -63,15 +83,15 @@ class Client:
         self.api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._retry = retry or RetryPolicy()
-        self._https = [
-            httpx.Client(
-                base_url=one,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                headers={"User-Agent": "augstream-client"},
-            )
-            for one in urls
-        ]
-        self._http = self._https[0]
+        self._resolve_every_s = resolve_every_s
+        limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        agent = {"User-Agent": "augstream-client"}
+        servers = None if nameservers is None else nameservers_from(",".join(nameservers))
+        self._replicas = Replicas(Discovery(urls, servers), limits, agent)
+        self._http = httpx.Client(base_url=urls[0], timeout=limits, headers=agent)
+        self._replicas.adopt(urls[0], self._http)
+        #: What this client uploaded, by digest: sent again to a replica that joins a stream.
+        self._uploaded: dict[str, NpyPayload] = {}
 
     def _get(self, path: str) -> Any:
         response = self._http.get(path, headers=self._headers)
@@ -99,18 +119,23 @@ class Client:
         is over the server's upload limit.
         """
         payload = encode_npy(array)
-        for http in self._https:
-            self._upload(http, payload)
+        for endpoint in self._replicas.endpoints():
+            self._upload(endpoint, payload)
+        self._uploaded[payload.digest] = payload
         return payload.digest
 
-    def _upload(self, http: httpx.Client, payload: NpyPayload) -> None:
-        response = http.get(f"/v1/arrays/{payload.digest}", headers=self._headers)
+    def _upload(self, endpoint: Endpoint, payload: NpyPayload) -> None:
+        http = self._replicas.http(endpoint)
+        extensions = endpoint.extensions
+        response = http.get(
+            f"/v1/arrays/{payload.digest}", headers=self._headers, extensions=extensions
+        )
         if response.status_code == 200:
             return
         if response.status_code != 404:
             raise error_from_response(response)
         # Refuse here what the server would refuse, before sending gigabytes to hear it.
-        info = http.get("/v1/server", headers=self._headers)
+        info = http.get("/v1/server", headers=self._headers, extensions=extensions)
         if info.status_code != 200:
             raise error_from_response(info)
         limit = ServerInfo.model_validate(info.json()).limits.get("max_upload_bytes")
@@ -130,7 +155,10 @@ class Client:
         while True:
             attempt += 1
             response = http.put(
-                f"/v1/arrays/{payload.digest}", content=payload.chunks(), headers=headers
+                f"/v1/arrays/{payload.digest}",
+                content=payload.chunks(),
+                headers=headers,
+                extensions=extensions,
             )
             if response.status_code in (200, 201):
                 return
@@ -187,7 +215,7 @@ class Client:
         if response.status_code != 200:
             raise error_from_response(response)
         result = DatasetStats.model_validate(response.json())
-        if len(self._https) > 1:
+        if len(self._replicas.endpoints()) > 1:
             # Streams are spread over every replica; each needs the arrays the first made.
             if result.stats.mean is not None:
                 self.upload(result.mean_array())
@@ -260,13 +288,31 @@ class Client:
         if resolved.seed is None:
             resolved = resolved.with_seed(secrets.randbelow(2**31))
         return Stream(
-            self._https, resolved, headers=self._headers, prefetch=prefetch, retry=self._retry
+            self._replicas,
+            resolved,
+            headers=self._headers,
+            prefetch=prefetch,
+            retry=self._retry,
+            resolve_every_s=self._resolve_every_s,
+            prepare=lambda endpoint: self._prepare(endpoint, resolved),
         )
+
+    def _prepare(self, endpoint: Endpoint, spec: StreamSpec) -> str | None:
+        """Send a replica that joins a stream the arrays the stream reads; why it cannot
+        take part, or None."""
+        for digest in _digests(spec):
+            payload = self._uploaded.get(digest)
+            try:
+                if payload is not None:
+                    self._upload(endpoint, payload)
+            except (httpx.HTTPError, AugstreamError) as exc:
+                return f"it could not be sent the uploaded array {digest[:16]}... ({exc})"
+        return None
 
     def close(self) -> None:
         """Close the HTTP connections (open streams stop working)."""
-        for http in self._https:
-            http.close()
+        self._http.close()
+        self._replicas.close()
 
     def __enter__(self) -> Client:
         return self

@@ -1,16 +1,22 @@
-"""A live stream of batches: an endless iterator fed by a background reader thread.
+"""A live stream of batches: an endless (or finite) iterator fed by background threads.
 
-The reader follows the stream's position (epoch, batch). When the connection breaks, the
-body stops inside a frame, or a frame fails its checksum, it reconnects and asks for the
-next batch it has not delivered, so no batch is lost or repeated.
+The stream is a sequence of positions ``(epoch, batch)``. Replicas are handed ranges of it
+by whichever is ready (``_schedule``), each range read by a thread of its own
+(``_worker``), and the batches are put back in order in a bounded buffer: a fast replica
+makes more, a slow one less, and one that fails, drains or stalls hands its unfinished
+batches to the others. The replicas are the client's URLs, each name resolved to every
+address it has and resolved again as the stream goes (``_discovery``, ``_fleet``); replicas
+whose numerics differ are never mixed. So every batch arrives exactly once, in order, and
+the stream is byte-identical to one server's, whatever happens to the replicas.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
+import logging
+import threading
+import time
 import weakref
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +24,19 @@ import httpx
 import numpy as np
 
 from augstream_protocol.info import StreamHeader
+from augstream_protocol.numerics import families
 from augstream_protocol.spec import StreamSpec
 from augstream_protocol.wire import COMPACT_REQUEST, BatchFrame, expand
 
-from ._connection import RetryPolicy, check_same_stream, connect
+from ._connection import RetryPolicy, connect
+from ._discovery import Endpoint, Replicas
 from ._exceptions import StreamClosedError
-from ._reader import CLOSED, END, Reader, following, rotated
+from ._fleet import Fleet, agreeing, fingerprints, window_for
+from ._schedule import Schedule
 
 __all__ = ["Batch", "RetryPolicy", "Stream"]
+
+log = logging.getLogger("augstream")
 
 Array = np.ndarray[Any, Any]
 
@@ -74,9 +85,39 @@ def _as_batch(decoded: BatchFrame, header: StreamHeader) -> Batch:
     )
 
 
-def _stop_all(readers: list[Reader]) -> None:
-    for reader in readers:
-        reader.stop()
+def following(position: tuple[int, int], per_epoch: int, step: int = 1) -> tuple[int, int]:
+    """The ``(epoch, batch)`` ``step`` batches after ``position`` in a stream of
+    ``per_epoch`` batches per epoch."""
+    epoch, batch = divmod(position[0] * per_epoch + position[1] + step, per_epoch)
+    return epoch, batch
+
+
+def _reporter(
+    replicas: Replicas, headers: dict[str, str], dataset: str
+) -> Callable[[Endpoint, float, int], bool]:
+    """Tells a replica how long the consumer waited for ``batches`` batches (the servers'
+    ``augstream_input_wait_seconds_total``); quiet with servers that do not know it."""
+    state = {"on": True}
+
+    def report(endpoint: Endpoint, waited: float, batches: int) -> bool:
+        if not state["on"]:
+            return True
+        body = {"dataset": dataset, "waited_s": round(waited, 6), "batches": batches}
+        try:
+            response = replicas.http(endpoint).post(
+                "/v1/report", json=body, headers=headers, extensions=endpoint.extensions
+            )
+        except httpx.HTTPError:
+            return False
+        if response.status_code in (404, 405):
+            state["on"] = False  # a server older than the report
+        return response.is_success
+
+    return report
+
+
+def _never_unfit(_: Endpoint) -> str | None:
+    return None
 
 
 class Stream(Iterator[Any]):
@@ -85,55 +126,75 @@ class Stream(Iterator[Any]):
     ``len(stream)`` is the number of batches per epoch, as Keras expects from its
     iterators; ``next(stream)`` never stops for an endless stream.
 
-    Given several replicas (``http`` a sequence), the stream is spread over them: replica
-    ``i`` makes every ``n``-th batch from the ``i``-th on, and the batches are delivered in
-    order, byte-identical to one server's. When a replica fails, its part moves to the next.
+    ``http`` is one HTTP client, several (one per replica), or a client's ``Replicas``
+    (names resolved to every address, and resolved again every ``resolve_every_s``). Over
+    several replicas the stream is spread by dynamic assignment: whichever replica is ready
+    takes the next range of batches; the batches are delivered in order, byte-identical to
+    one server's, and at most ``prefetch`` per replica (for up to 8 replicas) wait in the
+    reorder buffer. ``prepare(endpoint)`` readies a replica that joins mid-stream (it
+    uploads what the stream reads) and returns why it cannot take part, or None.
     """
 
     def __init__(
         self,
-        http: httpx.Client | Sequence[httpx.Client],
+        http: httpx.Client | Sequence[httpx.Client] | Replicas,
         spec: StreamSpec,
         *,
         headers: dict[str, str] | None = None,
         prefetch: int = 4,
         retry: RetryPolicy | None = None,
+        resolve_every_s: float = 5.0,
+        prepare: Callable[[Endpoint], str | None] = _never_unfit,
     ) -> None:
-        https = [http] if isinstance(http, httpx.Client) else list(http)
+        replicas = (
+            http
+            if isinstance(http, Replicas)
+            else Replicas.fixed([http] if isinstance(http, httpx.Client) else list(http))
+        )
         # Compact images are expanded as the caller takes each batch (``_as_batch``).
         headers = {COMPACT_REQUEST[0]: COMPACT_REQUEST[1], **(headers or {})}
         retry = retry or RetryPolicy()
-        replicas = len(https)
+        prefetch = max(1, prefetch)
+        endpoints = replicas.endpoints()
+        left_out: dict[Endpoint, str] = {}
+        wanted = families(spec)
+        if len(endpoints) > 1 and wanted:
+            endpoints, left_out = agreeing(fingerprints(replicas, endpoints, headers), wanted)
         start = (spec.start.epoch, spec.start.batch)
-        first = connect(https, spec.with_start(*start, stride=replicas), headers, retry)
-        self._readers: list[Reader] = []
-        # Stopped even when the stream is dropped without close().
-        self._finalizer = weakref.finalize(self, _stop_all, self._readers)
-        header = first.header
+        window = window_for(prefetch, len(endpoints))
+        # Alone, a replica streams to the end; among several, ranges of ``prefetch``.
+        count = None if len(endpoints) == 1 else prefetch
+        candidates = [(replicas.http(e), e.extensions) for e in endpoints]
+        index, first = connect(candidates, spec.with_range(*start, count), headers, retry)
+        header = first.header.model_copy(
+            update={"spec": first.header.spec.with_range(*start, None)}
+        )
         per_epoch = header.batches_per_epoch
-        self._readers.append(Reader(https, first, headers, max(1, prefetch), retry))
-        for offset in range(1, replicas):
-            position = following(start, per_epoch, offset)
-            if header.spec.epochs is not None and position[0] >= header.spec.epochs:
-                break  # a short finite stream: this part would be empty
-            connection = connect(
-                rotated(https, offset),
-                header.spec.with_start(*position, stride=replicas),
-                headers,
-                retry,
-            )
-            check_same_stream(header, connection)
-            self._readers.append(
-                Reader(rotated(https, offset), connection, headers, max(1, prefetch), retry)
-            )
-        self._replicas = replicas
-        self._turn = 0
-        # The stream as one server would describe it.
-        self._header = header.model_copy(update={"spec": header.spec.with_start(*start, stride=1)})
+        end = None if header.spec.epochs is None else header.spec.epochs * per_epoch
+        schedule = Schedule(start[0] * per_epoch + start[1], end, window, grant_size=prefetch)
+        self._schedule = schedule
+        self._fleet = fleet = Fleet(
+            replicas,
+            schedule,
+            header,
+            headers,
+            retry,
+            prefetch=prefetch,
+            resolve_every_s=resolve_every_s,
+            report=_reporter(replicas, headers, header.dataset),
+            prepare=prepare,
+        )
+        for endpoint, reason in left_out.items():
+            fleet.exclude(endpoint, reason)
+        fleet.start(endpoints[index], first, count, [e for e in endpoints if e != endpoints[index]])
+        # Stopped even when the stream is dropped without close().
+        self._finalizer = weakref.finalize(self, fleet.stop)
+        self._header = header
         self._failed: BaseException | None = None
         self._done = False
         self._closed = False
         self._position = start
+        self._lock = threading.Lock()
 
     @property
     def header(self) -> StreamHeader:
@@ -168,7 +229,19 @@ class Stream(Iterator[Any]):
     @property
     def reconnects(self) -> int:
         """How many times the stream reconnected after a failure."""
-        return sum(reader.reconnects for reader in self._readers)
+        return self._fleet.reconnects
+
+    @property
+    def replicas(self) -> dict[str, int]:
+        """The replicas read so far (by address) and how many of this stream's batches each
+        made."""
+        return self._fleet.workers()
+
+    @property
+    def left_out(self) -> dict[str, str]:
+        """Replicas left out of this stream, with the reason (differing numerics, other
+        data)."""
+        return {endpoint.address: reason for endpoint, reason in self._fleet.excluded.items()}
 
     def __len__(self) -> int:
         return self._header.batches_per_epoch
@@ -196,29 +269,23 @@ class Stream(Iterator[Any]):
             raise StopIteration
         if self._closed:
             raise StreamClosedError("the stream is closed")
-        if self._turn >= len(self._readers):  # the part that would start past the end
-            self._done = True
-            raise StopIteration
-        reader = self._readers[self._turn]
+        started = time.perf_counter()
         try:
-            item = reader.queue.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no batch within {timeout} s") from None
-        if item is END or item is CLOSED or isinstance(item, BaseException):
-            # Final states stay in the queue, so every consumer thread sees them.
-            with contextlib.suppress(queue.Full):
-                reader.queue.put_nowait(item)
-        if item is CLOSED:
-            raise StreamClosedError("the stream is closed")
-        if item is END:
+            item: BatchFrame = self._schedule.take_batch(timeout)
+        except StopIteration:
+            if self._closed:
+                raise StreamClosedError("the stream is closed") from None
             self._done = True
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._failed = item
-            raise item
-        batch = _as_batch(item, reader.header)
-        self._position = following((batch.epoch, batch.index), len(self))
-        self._turn = (self._turn + 1) % self._replicas
+            raise
+        except TimeoutError:
+            raise
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        self._fleet.consumed(time.perf_counter() - started)
+        batch = _as_batch(item, self._header)
+        with self._lock:
+            self._position = following((batch.epoch, batch.index), len(self))
         return batch
 
     def __next__(self) -> Any:

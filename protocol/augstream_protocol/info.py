@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .spec import StreamSpec
 
-__all__ = ["DatasetInfo", "FileListing", "ServerInfo", "StreamHeader"]
+__all__ = ["DatasetInfo", "FileListing", "InputWait", "ServerInfo", "StreamHeader"]
 
 
 class DatasetInfo(BaseModel):
@@ -52,6 +52,11 @@ class ServerInfo(BaseModel):
     active_streams: int = 0
     #: Corrupt samples left out under a dataset's ``skip`` policy since the server started.
     skipped_samples: dict[str, int] = {}
+    #: The server's numerics fingerprint: a digest per family of operations
+    #: (``augstream_protocol.numerics``) and ``digest`` over them all.
+    numerics: dict[str, str] = {}
+    #: The libraries and CPU code paths behind those digests (for people).
+    libraries: dict[str, Any] = {}
 
 
 class StreamHeader(BaseModel):
@@ -67,3 +72,19 @@ class StreamHeader(BaseModel):
     batches_per_epoch: int
     class_indices: dict[str, int]
     arrays: dict[str, Any]
+    #: The server's digests of the numerics families this stream's bytes depend on;
+    #: replicas whose digests differ are never mixed in one stream.
+    numerics: dict[str, str] = {}
+
+
+class InputWait(BaseModel):
+    """How long a trainer waited for the batches of a dataset since it last said
+    (``POST /v1/report``; a stream request says it in its ``Augstream-Input-Wait`` header):
+    the signal autoscaling follows (``augstream_input_wait_seconds_total``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The dataset streamed (its name), or "arrays" for uploaded images.
+    dataset: str = Field(min_length=1, max_length=200)
+    waited_s: float = Field(ge=0, le=86400)
+    batches: int = Field(ge=0, le=10_000_000)

@@ -70,8 +70,12 @@ class Selection(Frozen):
     start: Position = Position()
     """``(epoch, batch)`` the stream starts at: a resumed stream asks for its next batch."""
     stride: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = 1
-    """Every ``stride``-th batch from ``start``: one replica's part of a stream spread over
-    ``stride`` servers (``Client`` with several URLs sets it; the batches are unchanged)."""
+    """Every ``stride``-th batch from ``start``: one replica's fixed part of a stream spread
+    over ``stride`` servers, as clients before 0.2 asked (the batches are unchanged)."""
+    batches: Annotated[int, Field(ge=1)] | None = None
+    """Stream this many batches from ``start`` (fewer where ``epochs`` ends first), then an
+    end frame: the range a client hands one replica of several. Unset: to the end of
+    ``epochs``, or endlessly."""
     shard: Shard = Shard()
     """``(index, count)``: this stream's shard of every epoch; the ``count`` shards are
     disjoint and together cover each epoch once."""

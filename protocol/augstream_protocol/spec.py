@@ -143,6 +143,11 @@ class StreamSpec(Augmentation, Selection):
             changes["stride"] = stride
         return self._updated(**changes)
 
+    def with_range(self, epoch: int, batch: int, batches: int | None) -> StreamSpec:
+        """The same stream's ``batches`` batches from ``(epoch, batch)`` (None: all the rest),
+        one after another: what one replica is asked for."""
+        return self._updated(start={"epoch": epoch, "batch": batch}, stride=1, batches=batches)
+
     def with_seed(self, seed: int) -> StreamSpec:
         """The same stream with a fixed ``seed``."""
         return self._updated(seed=seed)

@@ -42,6 +42,7 @@ __all__ = [
     "FrameDecoder",
     "FrameKind",
     "COMPACT_REQUEST",
+    "INPUT_WAIT_HEADER",
     "PREFIX_SIZE",
     "check_crc",
     "decode_batch",
@@ -57,6 +58,9 @@ MEDIA_TYPE = "application/vnd.augstream.v1"
 #: images that are exactly uint8 pixels times a scale may then travel as those pixels, a
 #: quarter of the bytes (the header's ``arrays.x.wire`` says so; see ``expand``).
 COMPACT_REQUEST = ("Augstream-Accept", "scaled-uint8")
+#: The request header by which a client tells a server how long its consumer waited for
+#: batches since it last said: ``"<seconds>;<batches taken>"`` (also ``POST /v1/report``).
+INPUT_WAIT_HEADER = "Augstream-Input-Wait"
 
 _PREFIX = struct.Struct(">IBI")
 #: Bytes before every frame's body: length, kind, CRC-32.

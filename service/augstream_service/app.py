@@ -16,6 +16,7 @@ from .catalog import Catalog
 from .errors import install_error_handlers
 from .logs import RequestLog
 from .metrics import Metrics
+from .numerics import check_mode, fingerprint
 from .pipeline import Limits
 from .producer import StreamSlots
 from .reader import ImageReader
@@ -32,6 +33,8 @@ __all__ = ["create_app"]
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
     """A ready-to-serve app for ``settings`` (default: from the environment)."""
     settings = settings if settings is not None else Settings()
+    check_mode(settings.numerics)
+    fingerprint()  # computed now (~0.1 s), not inside the first stream's request
     slots = StreamSlots(settings.max_streams, settings.max_streams_per_key)
     reader = ImageReader(settings.byte_cache_bytes, settings.image_cache_bytes)
     metrics = Metrics(active_streams=lambda: slots.active, caches=reader.figures)

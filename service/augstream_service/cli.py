@@ -85,9 +85,9 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     from pydantic import ValidationError
 
-    from .app import create_app
     from .catalog import Catalog
     from .logs import configure_logging
+    from .portable import restart_with
     from .server import DrainingServer, server_config
     from .settings import load_settings
 
@@ -133,6 +133,11 @@ def serve(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:  # two datasets with one name, a name clients cannot use...
         raise SystemExit(f"augstream serve: {exc}") from None
+    # The portable numerics' switches are read when OpenCV and numpy load: start afresh with
+    # them (a no-op when the environment already says what the settings ask).
+    restart_with(settings.numerics)
+    from .app import create_app
+
     configure_logging(args.log_level)
     if not settings.api_keys and not _loopback(args.host):
         logging.getLogger("augstream").warning(

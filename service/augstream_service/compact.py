@@ -21,7 +21,7 @@ UINT8_FIELDS = frozenset(
     {
         # what is read and how it is batched
         "dataset", "arrays", "classes", "class_mode", "batch_size", "shuffle", "seed", "start",
-        "stride", "shard", "epochs", "validation_split", "subset", "compat", "dtype",
+        "stride", "batches", "shard", "epochs", "validation_split", "subset", "compat", "dtype",
         # decoding
         "target_size", "color_mode", "interpolation", "keep_aspect_ratio",
         # geometry: OpenCV warps uint8 to uint8

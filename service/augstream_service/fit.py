@@ -53,7 +53,9 @@ _SELECTION = (
     "keep_aspect_ratio",
     "rescale",
 )
-_STREAM_ONLY = ("batch_size", "shuffle", "seed", "start", "stride", "shard", "epochs", "dtype")
+_STREAM_ONLY = (
+    "batch_size", "shuffle", "seed", "start", "stride", "batches", "shard", "epochs", "dtype"
+)  # fmt: skip
 _NOT_IN_FIT = {
     "samplewise_center": False,
     "samplewise_std_normalization": False,

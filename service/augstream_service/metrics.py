@@ -102,6 +102,19 @@ class Metrics:
             ["dataset"],
             registry=registry,
         )
+        self.input_wait = Counter(
+            "augstream_input_wait_seconds",
+            "Seconds trainers waited for batches, as their clients report (autoscaling's "
+            "signal: its rate is trainer-seconds of waiting per second)",
+            ["dataset"],
+            registry=registry,
+        )
+        self.input_batches = Counter(
+            "augstream_input_batches",
+            "Batches trainers took, as their clients report (with the waiting above)",
+            ["dataset"],
+            registry=registry,
+        )
         self.stage_seconds = Histogram(
             "augstream_stage_seconds",
             "Seconds one batch spent in each stage (read: store; decode; augment; encode)",
@@ -126,6 +139,20 @@ class Metrics:
     def error(self, kind: str, count: int = 1) -> None:
         """Count ``count`` errors of ``kind``."""
         self.errors.labels(kind).inc(count)
+
+    def waited(self, dataset: str, seconds: float, batches: int) -> None:
+        """A client's report: its trainer waited ``seconds`` for ``batches`` batches."""
+        self.input_wait.labels(dataset).inc(seconds)
+        self.input_batches.labels(dataset).inc(batches)
+
+    def waits(self) -> dict[str, float]:
+        """Seconds trainers waited so far, by dataset."""
+        return {
+            sample.labels["dataset"]: round(sample.value, 3)
+            for metric in self.input_wait.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
 
     def skip(self, dataset: str, count: int) -> None:
         """Count samples of ``dataset`` left out of a batch."""
@@ -183,6 +210,7 @@ class Metrics:
             "caches": caches,
             "errors": self.error_counts(),
             "skipped_samples": self.skipped_counts(),
+            "input_wait_s": self.waits(),
         }
 
     def error_counts(self) -> dict[str, int]:

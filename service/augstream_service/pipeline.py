@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from augstream_protocol.numerics import families
 from augstream_protocol.spec import StreamSpec
 from augstream_protocol.wire import PROTOCOL_VERSION, encode_batch
 
@@ -25,6 +26,7 @@ from .compact import exact_as_uint8
 from .fit import load_statistics
 from .limits import Limits
 from .metrics import Metrics
+from .numerics import fingerprint
 from .reader import ImageReader
 from .resolve import resolve_samples
 from .samples import PlanError, SampleError, Samples
@@ -115,6 +117,7 @@ class StreamPlan:
             "batches_per_epoch": self.batches_per_epoch,
             "class_indices": {name: i for i, name in enumerate(self.source.class_names)},
             "arrays": arrays,
+            "numerics": {family: fingerprint()[family] for family in families(spec)},
         }
 
     def produce_batch(self, epoch: int, batch: int, *, compact: bool = False) -> ProducedBatch:

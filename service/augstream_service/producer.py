@@ -204,7 +204,12 @@ async def stream_frames(
     yield encode_json_frame(FrameKind.HEADER, plan.header())
     spec = plan.spec
     todo = positions(
-        spec.start.epoch, spec.start.batch, plan.batches_per_epoch, spec.epochs, spec.stride
+        spec.start.epoch,
+        spec.start.batch,
+        plan.batches_per_epoch,
+        spec.epochs,
+        spec.stride,
+        spec.batches,
     )
     pending: deque[tuple[tuple[int, int], Future[EncodedBatch]]] = deque()
     sent = 0

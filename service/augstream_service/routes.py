@@ -11,14 +11,16 @@ from fastapi.openapi.models import Example
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from augstream_protocol.info import InputWait
 from augstream_protocol.spec import StreamSpec
 from augstream_protocol.stats import StatsRequest
-from augstream_protocol.wire import COMPACT_REQUEST, PROTOCOL_VERSION
+from augstream_protocol.wire import COMPACT_REQUEST, INPUT_WAIT_HEADER, PROTOCOL_VERSION
 
 from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
 from .errors import BusyError
 from .masks import pair_count
+from .numerics import fingerprint, libraries
 from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
 from .resolve import resolve_samples
@@ -106,6 +108,19 @@ STATS_EXAMPLES: dict[str, Example] = {
 }
 
 
+def parse_wait(value: str | None) -> tuple[float, int] | None:
+    """An ``Augstream-Input-Wait`` header's ``seconds;batches``; None when absent or not
+    sensible (it is telemetry: never a reason to refuse a stream)."""
+    parts = (value or "").split(";")
+    if len(parts) != 2:
+        return None
+    try:
+        report = InputWait(dataset="-", waited_s=parts[0], batches=parts[1])
+    except ValueError:
+        return None
+    return report.waited_s, report.batches
+
+
 def _info(dataset: Dataset) -> dict[str, Any]:
     listing = dataset.listing
     counts = [int((listing.labels == i).sum()) for i in range(len(listing.class_names))]
@@ -122,8 +137,9 @@ def _info(dataset: Dataset) -> dict[str, Any]:
     "/v1/server", summary="Version, protocol, the limits a client must respect, streams running"
 )
 def server_info(state: State) -> dict[str, Any]:
-    """What a client checks before it streams: the protocol version it must speak and the
-    limits its specs and uploads must respect."""
+    """What a client checks before it streams: the protocol version it must speak, the
+    limits its specs and uploads must respect, and the numerics fingerprint (a digest per
+    family of operations) by which it tells whether replicas make the same bytes."""
     settings = state.settings
     return {
         "version": __version__,
@@ -138,6 +154,8 @@ def server_info(state: State) -> dict[str, Any]:
         },
         "active_streams": state.slots.active,
         "skipped_samples": state.metrics.skipped_counts(),
+        "numerics": fingerprint(),
+        "libraries": libraries(),
     }
 
 
@@ -169,6 +187,18 @@ def refresh_dataset(name: str, state: State) -> dict[str, Any]:
     running keep the files they started with."""
     state.catalog.get(name).refresh()
     return _info(state.catalog.get(name))
+
+
+@router.post("/v1/report", status_code=204, summary="A trainer's wait for batches (autoscaling)")
+def report_wait(state: State, report: InputWait) -> None:
+    """How long a trainer waited for the batches of ``dataset`` since its client last said:
+    counted in ``augstream_input_wait_seconds_total`` (and ``augstream_input_batches_total``),
+    whose rate autoscaling follows. Clients send it with their stream requests
+    (``Augstream-Input-Wait``), and here when they have opened none for a while. 404 for a
+    dataset the server does not offer (labels stay bounded)."""
+    if report.dataset != "arrays":
+        state.catalog.get(report.dataset)  # 404 naming the datasets there are
+    state.metrics.waited(report.dataset, report.waited_s, report.batches)
 
 
 @router.get("/v1/cache", summary="Decodes, store reads, and the shared caches' hits and misses")
@@ -287,6 +317,9 @@ async def stream(
         state.metrics,
         request.headers.get(COMPACT_REQUEST[0]) == COMPACT_REQUEST[1],
     )
+    told = parse_wait(request.headers.get(INPUT_WAIT_HEADER))
+    if told is not None:
+        state.metrics.waited(plan.source.name, *told)
     owner = request.state.owner
     refusal = state.slots.refusal(owner)
     if refusal is not None:

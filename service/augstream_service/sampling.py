@@ -74,10 +74,16 @@ def batch_indices(
 
 
 def positions(
-    start_epoch: int, start_batch: int, per_epoch: int, epochs: int | None, stride: int = 1
+    start_epoch: int,
+    start_batch: int,
+    per_epoch: int,
+    epochs: int | None,
+    stride: int = 1,
+    count: int | None = None,
 ) -> Iterator[tuple[int, int]]:
     """``(epoch, batch)`` pairs from a start position to the end (forever if ``epochs`` is
-    None), every ``stride``-th one: the part of a stream one of ``stride`` replicas serves."""
+    None), every ``stride``-th one, at most ``count`` of them: the part of a stream one
+    replica serves (a fixed stride, or a range a client handed it)."""
     if per_epoch <= 0:
         return
     if start_batch >= per_epoch:
@@ -85,9 +91,11 @@ def positions(
             f"start batch {start_batch} out of range: an epoch has {per_epoch} batches"
         )
     index = start_epoch * per_epoch + start_batch
-    while epochs is None or index < epochs * per_epoch:
+    given = 0
+    while (epochs is None or index < epochs * per_epoch) and (count is None or given < count):
         yield divmod(index, per_epoch)
         index += stride
+        given += 1
 
 
 def sample_rng(seed: int, epoch: int, sample_id: int) -> np.random.Generator:

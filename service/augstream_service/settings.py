@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     #: (sample x rounds), and features (height x width x channels) of a ZCA matrix.
     max_fit_images: Annotated[int, Field(ge=1)] = 100_000
     max_zca_features: Annotated[int, Field(ge=1, le=16384)] = 4096
+    #: "portable" pins OpenCV, numpy and OpenBLAS to their baseline CPU code paths and turns
+    #: IPP off, so replicas on different CPUs make the same bytes (README, cluster); the
+    #: process must start with them (``augstream serve`` restarts itself to).
+    numerics: Literal["native", "portable"] = "native"
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0
     #: A client that takes nothing for this long (beyond a trickle's pace) is disconnected.
     send_timeout_s: Annotated[float, Field(gt=0)] = 60.0

@@ -20,6 +20,7 @@ from augstream_protocol.spec import StreamSpec
 
 from . import __version__
 from .catalog import DatasetUnavailableError
+from .numerics import fingerprint, libraries
 from .pipeline import StreamPlan, make_plan
 from .preview import MAX_TILE, label_texts, preview_fields, render_grid
 from .state import State
@@ -100,7 +101,9 @@ def metrics(state: State) -> Response:
     ``augstream_active_streams``, ``augstream_stage_seconds`` (read, decode, augment,
     encode; per batch), ``augstream_cache_lookups_total`` (by cache and hit/miss),
     ``augstream_decodes_total``, ``augstream_store_reads_total``,
-    ``augstream_errors_total`` (by kind) and ``augstream_skipped_samples_total``."""
+    ``augstream_errors_total`` (by kind), ``augstream_skipped_samples_total``, and what
+    clients report of their trainers: ``augstream_input_wait_seconds_total`` and
+    ``augstream_input_batches_total`` (by dataset; autoscaling follows the first's rate)."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -141,8 +144,10 @@ def metrics(state: State) -> Response:
 def status(state: State) -> dict[str, Any]:
     """What the page's live table shows: each stream's dataset, client, caller (a key's
     number, never the key) and its rates over the last 10 s; totals since the start; the
-    caches' figures and hit rates; errors by kind."""
-    return {"version": __version__, **state.metrics.status()}
+    caches' figures and hit rates; errors by kind; the numerics fingerprint (its digest, and
+    the libraries and CPU code paths behind it) by which replicas are grouped."""
+    numerics = {"digest": fingerprint()["digest"], **libraries()}
+    return {"version": __version__, **state.metrics.status(), "numerics": numerics}
 
 
 @router.get(

@@ -75,8 +75,11 @@ def test_a_stream_over_three_replicas_is_byte_identical_to_one_servers(
     assert len(alone) == 2 * 7  # 19 images in batches of 3
     assert_same(spread, alone)
     shares = [served_batches(url) - old for url, old in zip(replicas, before, strict=True)]
-    # Each made its third (a replica may have sent one batch ahead that was not read).
-    assert all(4 <= share <= 6 for share in shares), shares
+    # Ranges go to whichever replica is ready: each takes part, and together they made the
+    # stream's batches (and at most a few more: a range that moved on to another replica
+    # may leave batches its first replica had made ahead, up to its prefetch of 4).
+    assert all(share >= 1 for share in shares), shares
+    assert 14 <= sum(shares) <= 14 + 3 * 4, shares
 
 
 @pytest.mark.parametrize(("start", "parts"), [((0, 4), 2), ((1, 5), 3), ((1, 6), 3)])

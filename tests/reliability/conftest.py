@@ -60,18 +60,24 @@ class ServerProcess:
     ``env`` adds settings (``AUGSTREAM_*``)."""
 
     def __init__(
-        self, *folders: Path, port: int | None = None, log: Path | None = None, **env: str
+        self,
+        *folders: Path,
+        port: int | None = None,
+        log: Path | None = None,
+        host: str = "127.0.0.1",
+        **env: str,
     ) -> None:
         self.folders = folders
         self.env = env
         self.log = log
+        self.host = host
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         command = [
@@ -80,6 +86,8 @@ class ServerProcess:
             "augstream._cli",
             "serve",
             *map(str, self.folders),
+            "--host",
+            self.host,
             "--port",
             str(self.port),
             "--threads",

@@ -198,6 +198,11 @@ async function refreshStatus() {
     `Decoded-image cache hits ${percent(status.caches.images.hit_rate)}, ` +
     `file cache hits ${percent(status.caches.bytes.hit_rate)}; ` +
     `errors: ${errors.length ? errors.join(", ") : "none"}`;
+  // Replicas whose numerics digests differ are never mixed in one stream.
+  const n = status.numerics;
+  document.getElementById("numerics").textContent = `Numerics ${n.digest} (${n.numerics}): ` +
+    `OpenCV ${n.opencv}, IPP ${n.ipp}, numpy ${n.numpy} ` +
+    `[${n.numpy_dispatch.join(" ") || "baseline"}], ${n.blas} (${n.blas_coretype})`;
 }
 
 async function copySnippet() {
