@@ -95,6 +95,9 @@ class Schedule:
         self._grants: dict[int, Grant] = {}
         self._workers: set[int] = set()
         self._intervals: deque[float] = deque(maxlen=64)
+        #: Each worker's seconds per batch (a moving average) and its last delivery.
+        self._pace: dict[int, float] = {}
+        self._last: dict[int, float] = {}
         self._closed = False
         self._failure: BaseException | None = None
         #: Positions made by each worker (kept), and duplicates or leftovers not kept.
@@ -114,6 +117,8 @@ class Schedule:
         """A worker stops; its unfinished positions go to the others."""
         with self._cond:
             self._workers.discard(worker)
+            self._pace.pop(worker, None)
+            self._last.pop(worker, None)
             for grant in [g for g in self._grants.values() if g.worker == worker]:
                 del self._grants[grant.id]
                 self._give_back(grant)
@@ -150,6 +155,9 @@ class Schedule:
                     return None
                 grant = self._next_grant(worker, second)
                 if grant is not None:
+                    if not any(g.worker == worker for g in self._grants.values()):
+                        # Its pace counts from now: time spent without work is not slowness.
+                        self._last[worker] = self._clock()
                     self._grants[grant.id] = grant
                     return grant
                 left = None if deadline is None else deadline - self._clock()
@@ -163,6 +171,7 @@ class Schedule:
         while it lies beyond the window. False: the grant is over (done, stolen, or the
         stream closed): stop reading it."""
         with self._cond:
+            self._time(grant.worker, self._clock())
             while True:
                 if self._closed or self._grants.get(grant.id) is not grant:
                     return False
@@ -267,12 +276,33 @@ class Schedule:
         limit = self.head + self.window
         return limit if self.end is None else min(limit, self.end)
 
+    def _time(self, worker: int, arrived: float) -> None:
+        last = self._last.get(worker)
+        self._last[worker] = arrived
+        if last is not None:
+            interval = arrived - last
+            pace = self._pace.get(worker)
+            self._pace[worker] = interval if pace is None else 0.8 * pace + 0.2 * interval
+
+    def _share(self, worker: int) -> float:
+        """The worker's speed against the fastest one's (1: as fast; unknown: 1)."""
+        pace = self._pace.get(worker)
+        known = [p for w, p in self._pace.items() if w in self._workers and p > 0]
+        if pace is None or pace <= 0 or not known:
+            return 1.0
+        return min(1.0, min(known) / pace)
+
     def _lone(self, worker: int) -> bool:
         return self._workers <= {worker} and all(g.worker == worker for g in self._grants.values())
 
     def _next_grant(self, worker: int, second: bool) -> Grant | None:
         limit = self._limit()
-        size = self.grant_size
+        # A slow replica gets smaller ranges (and no second one), so the consumer never
+        # waits long behind it.
+        share = self._share(worker)
+        if second and share < 0.5:
+            return None
+        size = max(1, round(self.grant_size * share))
         # 1. What failed or retired workers handed back, lowest first.
         while self._returned:
             start, stop = self._returned[0]

@@ -499,6 +499,8 @@ def test_the_single_node_pod_runs_outside_a_container(
         assert httpx.get(scrape, timeout=30).status_code == 401
         metrics = httpx.get(scrape, headers={"authorization": f"Bearer {metrics_key}"}, timeout=30)
         assert metrics.status_code == 200 and "augstream_images_total" in metrics.text
+        # The counter the autoscaler's rule reads is exported (its samples follow reports).
+        assert "# TYPE augstream_input_wait_seconds_total counter" in metrics.text
         with Client(url, api_key=client_key) as client:
             [shapes] = client.datasets()
             assert (shapes.name, shapes.samples) == ("shapes", 300)

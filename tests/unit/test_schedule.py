@@ -143,6 +143,25 @@ def test_an_overdue_head_is_made_again_and_the_first_copy_is_kept() -> None:
     assert schedule.wasted == 1
 
 
+def test_a_slow_worker_gets_smaller_ranges_and_no_second_one() -> None:
+    clock = Clock()
+    schedule = Schedule(0, None, window=64, grant_size=6, clock=clock)
+    for worker in (1, 2):
+        schedule.join(worker)
+    fast, slow = take(schedule, 1), take(schedule, 2)
+    assert fast is not None and slow is not None
+    for step in range(6):  # the fast one makes a batch every 0.1 s, the slow one every 0.3 s
+        clock.now += 0.1
+        schedule.deliver(fast, fast.next, "f")
+        if step % 3 == 2:
+            schedule.deliver(slow, slow.next, "s")
+    again = take(schedule, 2)
+    assert again is not None and again.count is not None and again.count <= 3
+    assert take(schedule, 2, second=True) is None
+    quick = take(schedule, 1)
+    assert quick is not None and quick.count == 6
+
+
 def test_a_blocked_lone_worker_takes_the_head_when_it_comes_back_unowned() -> None:
     schedule = Schedule(0, None, window=2, grant_size=1)
     schedule.join(1)
