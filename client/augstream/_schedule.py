@@ -23,22 +23,18 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._pace import Paces
 
 __all__ = ["Grant", "Schedule"]
 
 #: A grant's positions at most (a lone replica's is open-ended instead).
 MAX_GRANT = 64
-#: An overdue batch is one that takes this many times the stream's usual time per batch
-#: (and at least ``MIN_PATIENCE_S``).
-PATIENCE_FACTOR = 4.0
-MIN_PATIENCE_S = 0.5
 #: Grants one worker holds at once: the one it reads, and the next, being made meanwhile.
 GRANTS_PER_WORKER = 2
 
@@ -94,10 +90,7 @@ class Schedule:
         self._ready: dict[int, Any] = {}
         self._grants: dict[int, Grant] = {}
         self._workers: set[int] = set()
-        self._intervals: deque[float] = deque(maxlen=64)
-        #: Each worker's seconds per batch (a moving average) and its last delivery.
-        self._pace: dict[int, float] = {}
-        self._last: dict[int, float] = {}
+        self._paces = Paces()
         self._closed = False
         self._failure: BaseException | None = None
         #: Positions made by each worker (kept), and duplicates or leftovers not kept.
@@ -117,8 +110,7 @@ class Schedule:
         """A worker stops; its unfinished positions go to the others."""
         with self._cond:
             self._workers.discard(worker)
-            self._pace.pop(worker, None)
-            self._last.pop(worker, None)
+            self._paces.forget(worker)
             for grant in [g for g in self._grants.values() if g.worker == worker]:
                 del self._grants[grant.id]
                 self._give_back(grant)
@@ -157,7 +149,7 @@ class Schedule:
                 if grant is not None:
                     if not any(g.worker == worker for g in self._grants.values()):
                         # Its pace counts from now: time spent without work is not slowness.
-                        self._last[worker] = self._clock()
+                        self._paces.started(worker, self._clock())
                     self._grants[grant.id] = grant
                     return grant
                 left = None if deadline is None else deadline - self._clock()
@@ -171,7 +163,7 @@ class Schedule:
         while it lies beyond the window. False: the grant is over (done, stolen, or the
         stream closed): stop reading it."""
         with self._cond:
-            self._time(grant.worker, self._clock())
+            self._paces.delivered(grant.worker, self._clock())
             while True:
                 if self._closed or self._grants.get(grant.id) is not grant:
                     return False
@@ -190,7 +182,7 @@ class Schedule:
             if position >= self.head and position not in self._ready:
                 self._ready[position] = item
                 self.made[grant.worker] = self.made.get(grant.worker, 0) + 1
-                self._intervals.append(now - grant.since)
+                self._paces.waited(now - grant.since)
             else:
                 self.wasted += 1
             grant.next, grant.since = position + 1, now
@@ -276,22 +268,6 @@ class Schedule:
         limit = self.head + self.window
         return limit if self.end is None else min(limit, self.end)
 
-    def _time(self, worker: int, arrived: float) -> None:
-        last = self._last.get(worker)
-        self._last[worker] = arrived
-        if last is not None:
-            interval = arrived - last
-            pace = self._pace.get(worker)
-            self._pace[worker] = interval if pace is None else 0.8 * pace + 0.2 * interval
-
-    def _share(self, worker: int) -> float:
-        """The worker's speed against the fastest one's (1: as fast; unknown: 1)."""
-        pace = self._pace.get(worker)
-        known = [p for w, p in self._pace.items() if w in self._workers and p > 0]
-        if pace is None or pace <= 0 or not known:
-            return 1.0
-        return min(1.0, min(known) / pace)
-
     def _lone(self, worker: int) -> bool:
         return self._workers <= {worker} and all(g.worker == worker for g in self._grants.values())
 
@@ -299,7 +275,7 @@ class Schedule:
         limit = self._limit()
         # A slow replica gets smaller ranges (and no second one), so the consumer never
         # waits long behind it.
-        share = self._share(worker)
+        share = self._paces.share(worker, self._workers)
         if second and share < 0.5:
             return None
         size = max(1, round(self.grant_size * share))
@@ -365,7 +341,7 @@ class Schedule:
         owner = self._owner(self.head)
         if owner is None or owner.worker == worker:
             return None
-        if self._clock() - owner.since < self._patience():
+        if self._clock() - owner.since < self._paces.patience():
             return None
         if any(g.duplicate and g.next == self.head for g in self._grants.values()):
             return None
@@ -376,10 +352,6 @@ class Schedule:
             bisect.insort(self._returned, (self.head + 1, owner.stop))
         owner.stop = self.head + 1
         return Grant(worker, self.head, self.head + 1, duplicate=True, since=self._clock())
-
-    def _patience(self) -> float:
-        usual = statistics.median(self._intervals) if self._intervals else 0.0
-        return max(MIN_PATIENCE_S, PATIENCE_FACTOR * usual)
 
     def _owner(self, position: int) -> Grant | None:
         for grant in self._grants.values():
