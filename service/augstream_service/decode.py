@@ -73,13 +73,18 @@ _REDUCED: dict[ColorMode, dict[int, int]] = {
 }
 
 
-def reduction(data: bytes, color_mode: ColorMode, target_size: tuple[int, int]) -> int:
+def reduction(
+    data: bytes,
+    color_mode: ColorMode,
+    target_size: tuple[int, int],
+    size: tuple[int, int] | None = None,
+) -> int:
     """The largest of 1, 2, 4 and 8 that a JPEG can be decoded at (1/k scale) and still be at
     least ``target_size`` in both directions, whichever way its EXIF orientation turns it
-    (so also after a ``keep_aspect_ratio`` crop)."""
+    (so also after a ``keep_aspect_ratio`` crop). ``size``: ``image_size(data)``, when known."""
     if color_mode not in _REDUCED or data[:3] != b"\xff\xd8\xff":
         return 1
-    size = image_size(data)
+    size = size or image_size(data)
     if size is None:
         return 1
     shortest, needed = min(size), max(target_size)
@@ -150,14 +155,14 @@ def decode_image(
     resize: several times faster, and the scaled decode averages pixels, so it also aliases
     less than resizing from full size with ``nearest``.
     """
-    if max_pixels is not None:
-        size = image_size(data)
-        if size is not None and size[0] * size[1] > max_pixels:
-            raise DecodeError(
-                f"the image declares {size[0]}x{size[1]} = {size[0] * size[1]} pixels; this "
-                f"server decodes at most {max_pixels}"
-            )
-    image = _read(data, color_mode, reduction(data, color_mode, target_size) if reduce else 1)
+    size = image_size(data)
+    if max_pixels is not None and size is not None and size[0] * size[1] > max_pixels:
+        raise DecodeError(
+            f"the image declares {size[0]}x{size[1]} = {size[0] * size[1]} pixels; this "
+            f"server decodes at most {max_pixels}"
+        )
+    scale = reduction(data, color_mode, target_size, size) if reduce else 1
+    image = _read(data, color_mode, scale)
     height, width = target_size
     if keep_aspect_ratio:
         image = centre_crop_to_aspect(image, height, width)

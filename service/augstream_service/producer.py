@@ -30,13 +30,15 @@ log = logging.getLogger("augstream.stream")
 MIN_READ_RATE = 16 << 10
 #: Largest piece of a batch handed to the server at once, for a remote client and for one on
 #: this machine. Each piece costs a pass through the ASGI send chain and h11 (~0.1 ms of the
-#: event loop), so a reader that keeps up gets more bytes per second with larger pieces
-#: (loopback: ~1,100-1,500 MB/s with 256 KiB, ~1,250-1,600 with 1 MiB; 4 MiB gains
-#: nothing). But Python 3.11's asyncio transport keeps a piece's unsent bytes in one
-#: bytearray and deletes each sent part from its front, so for a reader held back by its
-#: network a piece costs a memmove of its rest per socket send, quadratic in its size (at
-#: 100 MB/s: 0.9 ms of server CPU per MB with 256 KiB pieces, 1.45 with 1 MiB). A client on
-#: the same machine reads each frame in a burst (or not at all while its queue is full).
+#: event loop, under the GIL), so a reader that keeps up gets more bytes per second with
+#: larger pieces (loopback: ~1,100-1,500 MB/s with 256 KiB, ~1,250-1,600 with 1 MiB) and
+#: the event loop holds the GIL less (a 224x224 batch of 32 in one or two sends of 4 MiB
+#: rather than five of 1 MiB). But Python 3.11's asyncio transport keeps a piece's unsent
+#: bytes in one bytearray and deletes each sent part from its front, so for a reader held
+#: back by its network a piece costs a memmove of its rest per socket send, quadratic in its
+#: size (at 100 MB/s: 0.9 ms of server CPU per MB with 256 KiB pieces, 1.45 with 1 MiB). A
+#: client on the same machine reads each frame in a burst (or not at all while its queue is
+#: full).
 #: Memoryview slices: no copy.
 SEND_PIECE = 256 << 10
 LOOPBACK_PIECE = 1 << 20

@@ -51,7 +51,7 @@ class ImageReader:
     ) -> list[Array | SampleError]:
         """The images of ``relatives`` at the spec's target size (read-only uint8 HxWxC),
         or the error of each that could not be read or decoded."""
-        if not dataset.cache:
+        if not dataset.cache or not self.images.capacity:
             return self._decode_many(dataset, relatives, spec, limits)
         decoding = (
             spec.color_mode,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "SAMPLE_KEY",
     "batch_indices",
     "batch_rng",
     "batches_per_epoch",
@@ -27,6 +28,8 @@ __all__ = [
 # Distinct stream keys keep the order's and the samples' random streams independent.
 _ORDER_KEY = 0x0BDE
 _SAMPLE_KEY = 0x5A3E
+#: The key of every sample's stream: ``augment.batched`` draws the same streams at once.
+SAMPLE_KEY = _SAMPLE_KEY
 _BATCH_KEY = 0xBA7C
 
 

@@ -1,5 +1,6 @@
 """Augmentation: ``sample`` draws parameters (the only randomness), ``apply`` is pure."""
 
+from . import batched
 from .apply import apply, apply_mask, standardize, warp
 from .batchops import mix_batch
 from .geometry import affine_matrix
@@ -8,6 +9,7 @@ from .sample import sample
 
 __all__ = [
     "IDENTITY",
+    "batched",
     "TransformParams",
     "affine_matrix",
     "apply",

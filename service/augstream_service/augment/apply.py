@@ -36,21 +36,32 @@ def warp(
     cval: float = 0.0,
     order: int = 1,
     legacy_centre: bool = False,
+    matrix: Array | None = None,
+    out: Array | None = None,
 ) -> Array:
-    """All of ``params``' geometry in one ``cv2.warpAffine`` (or none when it is the identity)."""
+    """All of ``params``' geometry in one ``cv2.warpAffine`` (or none when it is the
+    identity). ``matrix``: ``affine_matrix(params, ...)`` made already (``batched``);
+    ``out``: where to write the result, when it has the image's shape and dtype (a batch's
+    slot: no copy)."""
     if is_identity(params):
         return image
     height, width = image.shape[:2]
-    matrix = affine_matrix(params, height, width, legacy_centre=legacy_centre)
-    out = cv2.warpAffine(
+    if matrix is None:
+        matrix = affine_matrix(params, height, width, legacy_centre=legacy_centre)
+    if out is not None and (out.shape != image.shape or out.dtype != image.dtype):
+        out = None
+    warped = cv2.warpAffine(
         image,
         matrix,
         (width, height),
+        dst=out,
         flags=_ORDERS[order] | cv2.WARP_INVERSE_MAP,
         borderMode=BORDER_MODES[fill_mode],
         borderValue=(cval, cval, cval, cval),
     )
-    return out if out.ndim == 3 else out[:, :, np.newaxis]
+    if out is not None:
+        return out
+    return warped if warped.ndim == 3 else warped[:, :, np.newaxis]
 
 
 def _photometric(image: Array, params: TransformParams, legacy: bool) -> Array:
@@ -78,13 +89,23 @@ def standardize(x: Array, spec: StreamSpec) -> Array:
     return x
 
 
-def apply(image: Array, params: TransformParams, spec: StreamSpec, out: Array) -> None:
-    """Transform ``image`` (uint8 HxWxC) and write the result into ``out`` (spec's dtype).
+def apply(
+    image: Array,
+    params: TransformParams,
+    spec: StreamSpec,
+    out: Array,
+    matrix: Array | None = None,
+) -> None:
+    """Transform ``image`` (uint8 HxWxC) and write the result into ``out`` (spec's dtype);
+    ``matrix`` is ``params``' affine matrix when it was made already.
 
     Geometry runs on uint8 (OpenCV's fastest path); photometric operations and
     standardisation run in float32 and are rounded back only when the output is uint8.
     """
     legacy = spec.compat == "keras-legacy"
+    photometric = (
+        params.channel_shift is not None or params.brightness is not None
+    ) or has_photometric(params)
     x: Array = warp(
         image,
         params,
@@ -92,12 +113,17 @@ def apply(image: Array, params: TransformParams, spec: StreamSpec, out: Array) -
         cval=spec.cval,
         order=spec.interpolation_order,
         legacy_centre=legacy,
+        matrix=matrix,
+        # Straight into the batch when nothing follows the warp.
+        out=out if out.dtype == np.uint8 and not photometric else None,
     )
     if params.channel_shift is not None or params.brightness is not None:
         x = _photometric(x, params, legacy)
     if has_photometric(params):
         x = adjust(x.astype(np.float32, copy=False), params, erase_value=spec.erasing_value)
     if out.dtype == np.uint8:
+        if x is out:
+            return
         if x.dtype == np.uint8:
             out[...] = x
         else:
@@ -107,15 +133,25 @@ def apply(image: Array, params: TransformParams, spec: StreamSpec, out: Array) -
     out[...] = standardize(x.astype(np.float32, copy=False), spec)
 
 
-def apply_mask(mask: Array, params: TransformParams, spec: StreamSpec, out: Array) -> None:
+def apply_mask(
+    mask: Array,
+    params: TransformParams,
+    spec: StreamSpec,
+    out: Array,
+    matrix: Array | None = None,
+) -> None:
     """The image's geometry (the same matrix) applied to its mask (uint8 HxWx1), with
     nearest-neighbour sampling so class ids stay class ids, ``mask_cval`` where
     ``fill_mode="constant"`` leaves the image, and no photometric operation."""
-    out[...] = warp(
+    warped = warp(
         mask,
         params,
         fill_mode=spec.fill_mode,
         cval=spec.mask_cval,
         order=0,
         legacy_centre=spec.compat == "keras-legacy",
+        matrix=matrix,
+        out=out,
     )
+    if warped is not out:
+        out[...] = warped

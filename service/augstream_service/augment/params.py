@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["IDENTITY", "TransformParams"]
 
 
-@dataclass(frozen=True, slots=True)
-class TransformParams:
-    """One drawn transform. Geometry is an output-to-input map, as in Keras.
+class TransformParams(NamedTuple):
+    """One drawn transform (an immutable tuple: one is made per sample, so construction must
+    cost little). Geometry is an output-to-input map, as in Keras.
 
     ``tx`` moves the image horizontally and ``ty`` vertically (pixels; positive moves the
     content left/up), ``theta`` and ``shear`` are degrees (positive theta turns the content
@@ -47,7 +46,7 @@ class TransformParams:
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict (for previews, logs and tests)."""
-        return asdict(self)
+        return self._asdict()
 
 
 IDENTITY = TransformParams()

@@ -12,7 +12,7 @@ from augstream_protocol.spec import StreamSpec
 
 from .params import IDENTITY, TransformParams
 
-__all__ = ["sample"]
+__all__ = ["is_off", "newer_on", "sample", "zoom_bounds"]
 
 
 def _shift(rng: np.random.Generator, value: ShiftRange, size: int) -> float:
@@ -33,7 +33,8 @@ def _shift(rng: np.random.Generator, value: ShiftRange, size: int) -> float:
     return shift * size if value < 1 else shift
 
 
-def _zoom_bounds(spec: StreamSpec) -> tuple[float, float]:
+def zoom_bounds(spec: StreamSpec) -> tuple[float, float]:
+    """The ``[lower, upper]`` zoom factors a spec draws from."""
     zoom = spec.zoom_range
     if isinstance(zoom, tuple):
         return zoom
@@ -48,7 +49,7 @@ def sample(rng: np.random.Generator, spec: StreamSpec, shape: tuple[int, ...]) -
     sample never depend on another's.
     """
     height, width = shape[0], shape[1]
-    if _is_off(spec):
+    if is_off(spec):
         return IDENTITY
     theta = 0.0
     if spec.rotation_range:
@@ -62,7 +63,7 @@ def sample(rng: np.random.Generator, spec: StreamSpec, shape: tuple[int, ...]) -
         tx = _shift(rng, spec.width_shift_range, width)
         ty = _shift(rng, spec.height_shift_range, height)
     shear = float(rng.uniform(-spec.shear_range, spec.shear_range)) if spec.shear_range else 0.0
-    lo, hi = _zoom_bounds(spec)
+    lo, hi = zoom_bounds(spec)
     zx = zy = 1.0
     if not lo == hi == 1:
         zx, zy = (float(v) for v in rng.uniform(lo, hi, 2))
@@ -76,7 +77,7 @@ def sample(rng: np.random.Generator, spec: StreamSpec, shape: tuple[int, ...]) -
         brightness = float(rng.uniform(*spec.brightness_range))
     # The newer operations draw after all of ImageDataGenerator's, so turning one on leaves
     # the others' draws as they were.
-    newer = _newer(rng, spec, height, width) if _newer_on(spec) else {}
+    newer = _newer(rng, spec, height, width) if newer_on(spec) else {}
     return TransformParams(
         theta=theta,
         tx=tx,
@@ -150,7 +151,8 @@ def _erase_box(
     return (top, left, box_h, box_w)
 
 
-def _newer_on(spec: StreamSpec) -> bool:
+def newer_on(spec: StreamSpec) -> bool:
+    """Whether any of the operations beyond Keras' is on (each draws after Keras' draws)."""
     return bool(
         spec.random_crop_fraction < 1
         or spec.random_resized_crop_scale is not None
@@ -165,16 +167,17 @@ def _newer_on(spec: StreamSpec) -> bool:
     )
 
 
-def _is_off(spec: StreamSpec) -> bool:
+def is_off(spec: StreamSpec) -> bool:
+    """Whether the spec draws no transform at all (every sample's is the identity)."""
     return not (
         spec.rotation_range
         or spec.width_shift_range
         or spec.height_shift_range
         or spec.shear_range
-        or _zoom_bounds(spec) != (1, 1)
+        or zoom_bounds(spec) != (1, 1)
         or spec.horizontal_flip
         or spec.vertical_flip
         or spec.channel_shift_range
         or spec.brightness_range is not None
-        or _newer_on(spec)
+        or newer_on(spec)
     )
