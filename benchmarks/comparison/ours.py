@@ -79,9 +79,11 @@ def in_fresh_process(root: Path, threads: int, batches: int) -> Figures:
     return Figures(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def served(url: str) -> Generator[Array, None, None]:
-    """(e, f) Batches from a server over HTTP, through the client library."""
-    with Client(url) as client, client.stream(dataset=_dataset_name(url), **SPEC) as stream:
+def served(url: str, **fields: Any) -> Generator[Array, None, None]:
+    """(e, f) Batches from a server over HTTP, through the client library (the benchmark's
+    work, plus ``fields``)."""
+    spec = {**SPEC, **fields}
+    with Client(url) as client, client.stream(dataset=_dataset_name(url), **spec) as stream:
         while True:
             x = stream.next_batch(timeout=300).x
             assert isinstance(x, np.ndarray)

@@ -52,10 +52,18 @@ def _timed(batches: Iterator[Array], count: int) -> Figures:
 
 
 def run(
-    root: Path, batches: int, threads: int, only: str, transport_batches: int, rounds: int = 1
+    root: Path,
+    batches: int,
+    threads: int,
+    only: str,
+    transport_batches: int,
+    rounds: int = 1,
+    gil_seconds: float = 6.0,
+    pace: float = 1.0,
 ) -> dict[str, Any]:
-    """Measure every contender in ``only`` (letters a-g), ``rounds`` times in turn; return
-    each round's figures and their medians (the ratios are the medians')."""
+    """Measure every contender in ``only`` (letters a-h), ``rounds`` times in turn; return
+    each round's figures and their medians (the ratios are the medians'); (h), the GIL, once
+    per configuration."""
     figures: list[dict[str, Figures]] = []
     transports: list[dict[str, float]] = []
     #: Milliseconds of worker time per image in each server stage, cold and warm (last round).
@@ -72,7 +80,35 @@ def run(
         "threads": threads,
         **summarize(figures, transports),
         "server_ms_per_image": profile,
+        "gil": _gil(root, threads, gil_seconds, pace) if "h" in only else [],
     }
+
+
+def _gil(root: Path, threads: int, seconds: float, pace: float) -> list[dict[str, Any]]:
+    """(h) every configuration: the benchmark's work and a photometric one, cold and warm,
+    threads alone and one worker process per core."""
+    from . import gil
+
+    if not gil.available():
+        print("(h) skipped: py-spy is not installed", file=sys.stderr)
+        return []
+    found = []
+    for work, fields in (("benchmark", {}), ("photometric", gil.PHOTOMETRIC)):
+        for cold in (True, False):
+            for processes in (0, os.cpu_count() or 1):
+                label = f"{work}, {'cold' if cold else 'warm'}, processes={processes}"
+                print(f"(h) GIL held, {label} ...", file=sys.stderr, flush=True)
+                figures = gil.measure(
+                    root,
+                    cold=cold,
+                    processes=processes,
+                    threads=threads,
+                    fields=fields,
+                    seconds=seconds,
+                    pace=pace,
+                )
+                found.append({"work": work, "cold": cold, "processes": processes, **figures})
+    return found
 
 
 def summarize(
@@ -206,6 +242,10 @@ def report(result: dict[str, Any]) -> str:
         versus = theirs if theirs == "raw socket" else f"({theirs})"
         verdict = "met" if met else f"MISSED by {target - ratio:.2f}"
         lines.append(f"- ({mine}) / {versus} = {ratio:.2f} (target >= {target}): {verdict}")
+    if result.get("gil"):
+        from .gil import report as gil_report
+
+        lines += ["", gil_report(result["gil"])]
     return "\n".join(lines)
 
 
@@ -223,7 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         "--batches", type=int, default=30, help="timed batches per contender, after one (30)"
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="(all cores)")
-    parser.add_argument("--only", default="abcdefg", help="contenders to run, e.g. 'ade'")
+    parser.add_argument("--only", default="abcdefgh", help="contenders to run, e.g. 'ade'")
+    parser.add_argument(
+        "--gil-seconds", type=float, default=6.0, help="(h) sampling window per setting (6)"
+    )
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=1.0,
+        help="(h) the client reads at this fraction of its unpaced rate (1: unpaced)",
+    )
     parser.add_argument("--transport-batches", type=int, default=200, help="(200)")
     parser.add_argument(
         "--rounds",
@@ -245,7 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         root = args.data or Path(tmp) / "imagenet-like"
         ensure_dataset(root, args.images)
         result = run(
-            root, args.batches, args.threads, args.only, args.transport_batches, args.rounds
+            root,
+            args.batches,
+            args.threads,
+            args.only,
+            args.transport_batches,
+            args.rounds,
+            args.gil_seconds,
+            args.pace,
         )
     print(report(result))
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from .logs import RequestLog
 from .metrics import Metrics
 from .numerics import check_mode, fingerprint
 from .pipeline import Limits
+from .processes import ProcessPool
 from .producer import StreamSlots
 from .reader import ImageReader
 from .routes import router
@@ -29,6 +31,8 @@ from .watch import router as watch_router
 
 __all__ = ["create_app"]
 
+log = logging.getLogger("augstream.app")
+
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
     """A ready-to-serve app for ``settings`` (default: from the environment)."""
@@ -37,7 +41,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     fingerprint()  # computed now (~0.1 s), not inside the first stream's request
     slots = StreamSlots(settings.max_streams, settings.max_streams_per_key)
     reader = ImageReader(settings.byte_cache_bytes, settings.image_cache_bytes)
-    metrics = Metrics(active_streams=lambda: slots.active, caches=reader.figures)
+    # The caches' figures are the server's and, with worker processes, theirs too.
+    metrics = Metrics(active_streams=lambda: slots.active, caches=lambda: state.cache_figures())
     reader.metrics = metrics
     state = ServerState(
         settings=settings,
@@ -72,11 +77,22 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         # The pool is the parallelism; OpenCV's own threads would only oversubscribe the cores.
         cv2.setNumThreads(1)
         state.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="augstream")
+        if settings.processes and catalog is None:
+            state.processes = ProcessPool(settings, settings.processes, metrics)
+        elif settings.processes:
+            log.warning(
+                "processes=%d needs the catalog from the settings (each worker builds its "
+                "own): this app's batches are made in its threads",
+                settings.processes,
+            )
         try:
             yield
         finally:
             state.executor.shutdown(wait=False, cancel_futures=True)
             state.executor = None
+            if state.processes is not None:
+                state.processes.close()
+                state.processes = None
 
     app = FastAPI(
         title="augstream",

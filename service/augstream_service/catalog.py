@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -140,6 +141,8 @@ class Dataset:
         #: The last failure to list it (when, why, transient) while it has no listing.
         self._failure: tuple[float, str, bool] | None = None
         self._all_files: tuple[int, frozenset[str]] | None = None
+        #: Digests of the listing and of the files below the root, with their generation.
+        self._digests: dict[str, tuple[int, str]] = {}
         #: Bumped at every re-listing: cached bytes and images of earlier ones go unused.
         self.generation = 0
         self._lock = threading.Lock()
@@ -193,6 +196,28 @@ class Dataset:
                     ) from exc
                 self._all_files = (self.generation, found)
             return self._all_files[1]
+
+    def digest(self, what: Literal["listing", "files"]) -> str:
+        """A digest of the listing (files and labels, in order) or of every file below the
+        root, as listed now: processes that list the dataset alike agree on it (the worker
+        processes check it before they make its samples)."""
+        generation = self.generation
+        known = self._digests.get(what)
+        if known is not None and known[0] == generation:
+            return known[1]
+        hasher = hashlib.sha256()
+        if what == "listing":
+            listing = self.listing
+            generation = self.generation
+            hasher.update("\n".join(listing.files).encode())
+            hasher.update(listing.labels.tobytes())
+        else:
+            files = self.all_files()
+            generation = self.generation
+            hasher.update("\n".join(sorted(files or ())).encode())
+        found = hasher.hexdigest()[:16]
+        self._digests[what] = (generation, found)
+        return found
 
     def refresh(self) -> Listing:
         """List the dataset again now (even within ``recheck_s`` of a failure)."""

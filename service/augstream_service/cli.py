@@ -125,7 +125,9 @@ def serve(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise SystemExit(f"augstream serve: {str(folder)!r} is not a folder")
     try:
-        catalog = Catalog.from_folders(
+        # Built here for its errors (two datasets with one name...); the app builds its own
+        # from the same settings, as its worker processes do.
+        Catalog.from_folders(
             settings.datasets,
             settings.on_corrupt,
             settings.on_corrupt_by_dataset,
@@ -145,7 +147,7 @@ def serve(args: argparse.Namespace) -> int:
             "datasets; pass --api-key-file",
             args.host,
         )
-    app = create_app(settings, catalog)
+    app = create_app(settings)
     # On SIGTERM streams end with go-away frames; their clients resume elsewhere.
     # uvicorn re-raises the Ctrl-C it handled as KeyboardInterrupt: that was a clean stop.
     with contextlib.suppress(KeyboardInterrupt):

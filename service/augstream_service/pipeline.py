@@ -6,9 +6,12 @@ reproducible, resumable and shardable; the server runs it on its own thread pool
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +22,13 @@ from augstream_protocol.spec import StreamSpec
 from augstream_protocol.wire import PROTOCOL_VERSION, encode_batch
 
 from . import sampling
-from .augment import TransformParams, apply, apply_mask, batched, mix_batch, sample
+from .augment import mix_batch
 from .batching import allocate_images, allocate_masks, batch_nbytes
 from .catalog import Catalog
 from .compact import exact_as_uint8
 from .fit import load_statistics
 from .limits import Limits
+from .making import make_samples
 from .metrics import Metrics
 from .numerics import fingerprint
 from .reader import ImageReader
@@ -67,6 +71,14 @@ class EncodedBatch:
         return sum(len(p) if isinstance(p, bytes) else p.nbytes for p in self.parts)
 
 
+Array = np.ndarray[Any, Any]
+#: Makes a batch's samples elsewhere: ``(plan, epoch, ids, dtype of x) -> (x, masks, each
+#: sample's error, seconds augmenting)``, as ``making.make_samples`` does in this thread.
+Maker = Callable[
+    ["StreamPlan", int, list[int], str], tuple[Array, Array | None, list[str | None], float]
+]
+
+
 @dataclass(frozen=True)
 class StreamPlan:
     """A spec resolved against what it reads: everything a batch needs besides its
@@ -81,6 +93,24 @@ class StreamPlan:
     featurewise: Statistics | None = None
     #: Float images travel as their uint8 pixels and a scale (``compact.exact_as_uint8``).
     compact: bool = False
+    #: Where the batch's samples are made, when not in the calling thread (the worker
+    #: processes: ``processes.ProcessPool.make``).
+    maker: Maker | None = None
+
+    @functools.cached_property
+    def spec_json(self) -> str:
+        """The resolved spec as JSON (sent to the worker processes with each batch)."""
+        return self.spec.model_dump_json()
+
+    @functools.cached_property
+    def key(self) -> str:
+        """What the plan's samples depend on, digested (the spec but where a request starts
+        and how much it asks for, compact frames, what is read): the same for every request
+        of one stream, so worker processes keep one plan for all of them."""
+        placement = {"start", "stride", "batches"}
+        text = self.spec.model_dump_json(exclude=placement)
+        seen = f"{text}|{self.compact}|{self.source.digest()}"
+        return hashlib.sha256(seen.encode()).hexdigest()[:24]
 
     @property
     def samples(self) -> int:
@@ -136,34 +166,31 @@ class StreamPlan:
             shard_count=spec.shard.count,
         )
         # apply() writes the uint8 pixels into a uint8 buffer and stops there.
-        x = allocate_images(len(ids), spec, "uint8" if compact else None)
+        dtype = "uint8" if compact else spec.output_dtype
+        wanted = ids.tolist()
+        if self.maker is not None:  # worker processes (``processes``)
+            x, y_mask, errors, seconds = self.maker(self, epoch, wanted, dtype)
+        else:
+            x = allocate_images(len(ids), spec, dtype)
+            y_mask = allocate_masks(len(ids), spec) if spec.class_mode == "mask" else None
+            errors, seconds = make_samples(
+                spec, self.source, epoch, wanted, x, y_mask, range(len(wanted))
+            )
         kept: list[int] = []
         skipped: list[tuple[int, str]] = []
-        wanted = ids.tolist()
-        images = self.source.images(wanted)  # read and decode are timed by the reader
-        masks = self.source.masks(wanted)
-        y_mask = None if masks is None else allocate_masks(len(ids), spec)
-        started = time.perf_counter()
-        drawn = _drawn(spec, seed, epoch, wanted, images)
-        for i, (sample_id, image) in enumerate(zip(wanted, images, strict=True)):
-            mask = None if masks is None else masks[i]
-            if isinstance(image, SampleError) or isinstance(mask, SampleError):
-                failed = next(e for e in (image, mask) if isinstance(e, SampleError))
+        for slot, (sample_id, error) in enumerate(zip(wanted, errors, strict=True)):
+            if error is not None:
                 if self.source.on_corrupt == "skip":
-                    skipped.append((sample_id, str(failed)))
+                    skipped.append((sample_id, error))
                     continue
-                raise SampleError(f"sample {sample_id} {failed}") from failed
-            if drawn is None:
-                params = sample(sampling.sample_rng(seed, epoch, sample_id), spec, image.shape)
-                matrix = None
-            else:
-                params, matrix = drawn[0][i], drawn[1][i]
-            apply(image, params, spec, x[len(kept)], matrix)
-            if y_mask is not None and mask is not None:
-                apply_mask(mask, params, spec, y_mask[len(kept)], matrix)
+                raise SampleError(f"sample {sample_id} {error}")
+            if slot != len(kept):  # close the gap a skipped sample left
+                x[len(kept)] = x[slot]
+                if y_mask is not None:
+                    y_mask[len(kept)] = y_mask[slot]
             kept.append(sample_id)
         if self.metrics is not None:
-            self.metrics.observe("augment", time.perf_counter() - started)
+            self.metrics.observe("augment", seconds)
             if skipped:
                 self.metrics.skip(self.source.name, len(skipped))
         if self.featurewise is not None:
@@ -179,7 +206,10 @@ class StreamPlan:
 
     def encode_batch(self, epoch: int, batch: int) -> EncodedBatch:
         """``produce_batch`` as wire frame parts, ready to write."""
-        produced = self.produce_batch(epoch, batch, compact=self.compact)
+        return self.encode(self.produce_batch(epoch, batch, compact=self.compact))
+
+    def encode(self, produced: ProducedBatch) -> EncodedBatch:
+        """A produced batch as wire frame parts (referencing its arrays), ready to write."""
         started = time.perf_counter()
         parts = encode_batch(
             produced.epoch, produced.batch, produced.sample_ids, produced.arrays, produced.skipped
@@ -211,20 +241,6 @@ def _coalesced(parts: list[bytes | memoryview]) -> list[bytes | memoryview]:
     return out
 
 
-def _drawn(
-    spec: StreamSpec, seed: int, epoch: int, ids: list[int], images: list[Any]
-) -> tuple[list[TransformParams], np.ndarray[Any, Any]] | None:
-    """The batch's transforms and their matrices, drawn together (``augment.batched``), when
-    the spec allows and the images share one shape; None: draw them one by one."""
-    shapes = {image.shape[:2] for image in images if not isinstance(image, SampleError)}
-    if len(shapes) != 1 or not batched.eligible(spec):
-        return None
-    (shape,) = shapes
-    params = batched.draw(spec, sampling.SAMPLE_KEY, seed, epoch, ids, shape)
-    legacy = spec.compat == "keras-legacy"
-    return params, batched.matrices(params, shape[0], shape[1], legacy_centre=legacy)
-
-
 def make_plan(
     spec: StreamSpec,
     catalog: Catalog,
@@ -233,10 +249,12 @@ def make_plan(
     reader: ImageReader,
     metrics: Metrics | None = None,
     compact: bool = False,
+    maker: Maker | None = None,
 ) -> StreamPlan:
     """Check ``spec`` against what it reads and the server's limits; fix the seed if unset.
 
-    ``compact``: the client expands compact images (``augstream.wire.COMPACT_REQUEST``).
+    ``compact``: the client expands compact images (``augstream.wire.COMPACT_REQUEST``);
+    ``maker``: where the batch's samples are made (default: in the calling thread).
     """
     nbytes = batch_nbytes(spec)
     if nbytes > limits.max_batch_bytes:
@@ -275,6 +293,7 @@ def make_plan(
         metrics=metrics,
         featurewise=load_statistics(spec, uploads, limits),
         compact=compact,
+        maker=maker,
     )
     if plan.samples == 0:
         raise PlanError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,10 +21,9 @@ from .caches import Cache
 from .catalog import Dataset
 from .decode import DecodeError, decode_image
 from .limits import Limits
-from .metrics import Metrics
 from .stores import SourceError
 
-__all__ = ["ImageReader", "SampleError"]
+__all__ = ["Counts", "ImageReader", "SampleError"]
 
 Array = np.ndarray[Any, Any]
 
@@ -33,11 +32,20 @@ class SampleError(RuntimeError):
     """One sample could not be read or decoded; names the dataset and the file."""
 
 
+class Counts(Protocol):
+    """Where the reader counts its stage timings and errors (``Metrics``, or a worker
+    process's tally)."""
+
+    def observe(self, stage: str, seconds: float) -> None: ...
+
+    def error(self, kind: str, count: int = 1) -> None: ...
+
+
 class ImageReader:
     """Decoded images of any dataset, shared by every stream of the server."""
 
     def __init__(
-        self, byte_cache_bytes: int, image_cache_bytes: int, metrics: Metrics | None = None
+        self, byte_cache_bytes: int, image_cache_bytes: int, metrics: Counts | None = None
     ) -> None:
         self.metrics = metrics
         self.bytes: Cache[bytes] = Cache(byte_cache_bytes)

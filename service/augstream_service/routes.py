@@ -205,7 +205,7 @@ def report_wait(state: State, report: InputWait) -> None:
 def cache_figures(state: State) -> dict[str, Any]:
     """Images decoded and files read so far, and each cache's hits, misses, evictions and
     bytes held (file bytes; decoded images at each target size)."""
-    return {**state.reader.figures(), "stats": state.stats.figures()}
+    return {**state.cache_figures(), "stats": state.stats.figures()}
 
 
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the .npy bytes")]
@@ -316,6 +316,7 @@ async def stream(
         state.reader,
         state.metrics,
         request.headers.get(COMPACT_REQUEST[0]) == COMPACT_REQUEST[1],
+        state.processes.make if state.processes is not None else None,
     )
     told = parse_wait(request.headers.get(INPUT_WAIT_HEADER))
     if told is not None:

@@ -80,6 +80,11 @@ class Samples(ABC):
         """The samples' masks (uint8 HxWx1) for ``class_mode="mask"``; None otherwise."""
         return None
 
+    def digest(self) -> str:
+        """What the samples come from beyond the spec, digested (a dataset's listing): two
+        processes whose digests agree read the same sample for the same id."""
+        return ""
+
 
 class FolderSamples(Samples):
     """A dataset's class folders, as ``flow_from_directory`` reads them."""
@@ -88,7 +93,12 @@ class FolderSamples(Samples):
         self.name = dataset.name
         self.class_names = listing.class_names
         self.on_corrupt = dataset.on_corrupt
+        self._dataset = dataset
         self._listing, self._spec, self._read = listing, spec, reader
+
+    def digest(self) -> str:
+        # The spec's classes and subset cut the listing the same way anywhere.
+        return self._dataset.digest("listing")
 
     def __len__(self) -> int:
         return len(self._listing.files)
@@ -122,6 +132,10 @@ class MaskSamples(Samples):
         self._images, self._masks = pairs
         self._read = read
         self._read_masks = Files(read.reader, dataset, mask_spec(read.spec), read.limits)
+        self._dataset = dataset
+
+    def digest(self) -> str:
+        return self._dataset.digest("files")
 
     def __len__(self) -> int:
         return len(self._images)
@@ -164,6 +178,12 @@ class RowSamples(Samples):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def digest(self) -> str:
+        # The rows are the uploads' (named in the spec); validating the file names also
+        # reads the dataset's files.
+        validating = self._spec.arrays is not None and self._spec.arrays.validate_filenames
+        return self._files[0].digest("files") if self._files and validating else ""
 
     @property
     def uint8_images(self) -> bool:

@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from .catalog import DatasetConfig
+from .cores import allowed_cores, default_processes
 from .limits import DEFAULT_MAX_IMAGE_PIXELS
 
 __all__ = ["Settings", "load_settings"]
@@ -27,7 +28,7 @@ def _default_upload_dir() -> Path:
 
 
 def _default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    return allowed_cores()
 
 
 class Settings(BaseSettings):
@@ -45,7 +46,13 @@ class Settings(BaseSettings):
     #: Shared by every stream: files' bytes, and decoded images at their target size.
     byte_cache_bytes: Annotated[int, Field(ge=0)] = 256 << 20
     image_cache_bytes: Annotated[int, Field(ge=0)] = 1 << 30
+    #: Worker threads: one per core the process may use (its affinity and the container's
+    #: CPU quota).
     threads: Annotated[int, Field(ge=1, le=256)] = Field(default_factory=_default_threads)
+    #: Worker processes that make the batches' samples, each with its own GIL and its share
+    #: of the caches (0: the threads make them). Default: one per allowed core from 8 cores
+    #: on, 0 below (docs/performance.md, "A big box").
+    processes: Annotated[int, Field(ge=0, le=256)] = Field(default_factory=default_processes)
     prefetch: Annotated[int, Field(ge=1, le=64)] = 4
     max_streams: Annotated[int, Field(ge=1)] = 64
     #: Streams one API key (or, without keys, one client address) may run at once.

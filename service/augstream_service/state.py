@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -12,6 +12,7 @@ from .catalog import Catalog
 from .fit import StatsBook
 from .metrics import Metrics
 from .pipeline import Limits
+from .processes import ProcessPool
 from .producer import StreamSlots
 from .reader import ImageReader
 from .settings import Settings
@@ -41,6 +42,13 @@ class ServerState:
     #: Set when the server is asked to stop: streams hand their clients over (go-away frames).
     draining: bool = False
     executor: ThreadPoolExecutor | None = field(default=None)
+    #: The worker processes that make batches' samples (none: the threads do).
+    processes: ProcessPool | None = field(default=None)
+
+    def cache_figures(self) -> dict[str, Any]:
+        """Decodes, store reads and the caches' figures, the worker processes' included."""
+        own = self.reader.figures()
+        return own if self.processes is None else self.processes.figures(own)
 
     @property
     def pool(self) -> ThreadPoolExecutor:

@@ -1,0 +1,171 @@
+"""(h) How long each server process holds the GIL per image while it serves a stream, and
+the ceiling that implies: images/s divided by the busiest process's share of time under its
+GIL. Python under one GIL cannot make images faster than that however many cores the box
+has; worker processes (``processes``) each hold their own.
+
+py-spy (``py-spy record --gil``) samples every process of the server (the server and its
+worker processes) at ``RATE`` Hz for the window; a sample counts when a thread of that
+process holds its GIL. Cold: the server's caches are off, every image read and decoded;
+warm: an epoch read first fills them. The client can be paced (``pace`` < 1, a fraction of
+the unpaced rate) so that the machine's cores are not all busy while the GIL is sampled: on
+a box with spare cores a thread that holds the GIL is not preempted, on a saturated one its
+wall-clock hold grows with the preemption.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .ours import served
+from .process import serve
+from .work import BATCH
+
+__all__ = [
+    "CEILINGS",
+    "PHOTOMETRIC",
+    "RATE",
+    "available",
+    "held",
+    "measure",
+    "report",
+    "server_processes",
+]
+
+#: Samples per second per process.
+RATE = 200
+#: The photometric-heavy work: the benchmark's, plus colour jitter, blur and noise.
+PHOTOMETRIC: dict[str, Any] = {
+    "contrast_range": (0.7, 1.3),
+    "saturation_range": (0.7, 1.3),
+    "hue_shift_range": 10.0,
+    "blur_sigma_range": (0.0, 1.5),
+    "noise_std_range": (0.0, 8.0),
+}
+_COLD = {"AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
+#: The issue's targets for the benchmark's work: the ceiling, cold and warm (images/s).
+CEILINGS = {True: 15_000, False: 20_000}
+
+
+def _py_spy() -> str | None:
+    """py-spy beside this interpreter (a venv's), else on the PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def available() -> bool:
+    """Whether py-spy is installed (``pip install py-spy``; the dev extra has it)."""
+    return _py_spy() is not None
+
+
+def server_processes(pid: int) -> list[int]:
+    """The server's process id and its worker processes' (its children)."""
+    children: list[int] = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        children += [int(n) for n in Path(path).read_text().split()]
+    return [pid, *sorted(set(children))]
+
+
+def held(pids: list[int], seconds: float, folder: Path) -> list[subprocess.Popen[bytes]]:
+    """Start sampling each process's GIL for ``seconds`` (raw stacks into ``folder``)."""
+    spies = []
+    for pid in pids:
+        command = [_py_spy() or "py-spy", "record", "--pid", str(pid), "--gil"]
+        command += ["--rate", str(RATE)]
+        command += ["--format", "raw", "--output", str(folder / f"{pid}.txt"), "--nonblocking"]
+        command += ["--duration", str(round(seconds))]
+        spies.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    return spies
+
+
+def _share(path: Path, seconds: float) -> float:
+    if not path.exists():
+        return 0.0
+    samples = sum(int(line.rsplit(" ", 1)[1]) for line in path.read_text().splitlines() if line)
+    return samples / (RATE * seconds)
+
+
+def measure(
+    root: Path,
+    *,
+    cold: bool,
+    processes: int,
+    threads: int,
+    fields: dict[str, Any] | None = None,
+    seconds: float = 6.0,
+    pace: float = 1.0,
+) -> dict[str, Any]:
+    """Serve ``root`` (the benchmark's work, plus ``fields``) to one stream and sample every
+    server process's GIL for ``seconds``: images/s, each process's share and microseconds of
+    GIL per image, the busiest, and the ceiling they imply."""
+    env = {"AUGSTREAM_PROCESSES": str(processes), **(_COLD if cold else {})}
+    with serve(root, threads, env) as server, tempfile.TemporaryDirectory() as tmp:
+        stream = served(server.url, **(fields or {}))
+        per_epoch = -(-len(list(root.rglob("*.jpg"))) // BATCH)
+        for _ in range(per_epoch if not cold else 4):  # warm: fill the caches
+            next(stream)
+        interval = 0.0
+        if pace < 1:
+            started, count = time.perf_counter(), 0
+            while time.perf_counter() - started < 2.0:
+                count += len(next(stream))
+            interval = BATCH / (pace * count / (time.perf_counter() - started))
+        pids = server_processes(server.pid)
+        spies = held(pids, seconds, Path(tmp))
+        images, started = 0, time.perf_counter()
+        while any(spy.poll() is None for spy in spies):
+            batch_started = time.perf_counter()
+            images += len(next(stream))
+            wait = interval - (time.perf_counter() - batch_started)
+            if wait > 0:
+                time.sleep(wait)
+        rate = images / (time.perf_counter() - started)
+        stream.close()
+        shares = {
+            ("server" if n == 0 else f"worker {n}"): _share(Path(tmp) / f"{pid}.txt", seconds)
+            for n, pid in enumerate(pids)
+        }
+    shares = {name: share for name, share in shares.items() if share > 0 or name == "server"}
+    busiest = max(shares, key=shares.__getitem__)
+    return {
+        "images_per_s": round(rate, 1),
+        "gil_share": {name: round(share, 3) for name, share in shares.items()},
+        "gil_us_per_image": {name: round(share * 1e6 / rate, 1) for name, share in shares.items()},
+        "busiest": busiest,
+        "ceiling_images_per_s": round(rate / max(shares[busiest], 1e-9)),
+    }
+
+
+def report(found: list[dict[str, Any]]) -> str:
+    """(h) as a Markdown table, and the benchmark's work against the targets."""
+    lines = [
+        "| (h) GIL | work | processes | images/s | us of GIL per image (each process) "
+        "| busiest | ceiling, images/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in found:
+        each = ", ".join(f"{name} {us:.0f}" for name, us in row["gil_us_per_image"].items())
+        lines.append(
+            f"| {'cold' if row['cold'] else 'warm'} | {row['work']} | {row['processes']} "
+            f"| {row['images_per_s']:.0f} | {each} | {row['busiest']} "
+            f"| {row['ceiling_images_per_s']:,} |"
+        )
+    lines.append("")
+    for row in found:
+        if row["work"] != "benchmark":
+            continue
+        target = CEILINGS[row["cold"]]
+        met = "met" if row["ceiling_images_per_s"] >= target else "MISSED"
+        lines.append(
+            f"- ceiling, {'cold' if row['cold'] else 'warm'}, processes={row['processes']}: "
+            f"{row['ceiling_images_per_s']:,} (target >= {target:,}): {met}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,303 @@
+"""Worker processes that make batches' samples, so one server uses every core of a big box.
+
+A server process runs Python under one GIL: on a box of 16-64 cores it cannot make images
+as fast as the cores could. With ``processes`` set, each batch's samples are split among
+worker processes (``workers.run``), sample ``i`` to worker ``i % processes``, so one stream
+(one batch, even) uses all of them, and each worker decodes and caches only its own share of
+the images (the caches' memory is the same as one process's). A worker writes the samples
+straight into a shared-memory block; the main process copies the batch out (numpy copies
+without the GIL), labels, standardises, mixes, encodes and sends it as before: the bytes are
+the threads' bytes. A worker that dies is started again; the batches it had are made in the
+main process meanwhile.
+
+POSIX shared memory under /dev/shm (Linux).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import weakref
+from collections import defaultdict
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .making import make_samples
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .pipeline import StreamPlan
+    from .settings import Settings
+
+__all__ = ["ProcessPool", "WorkerLostError"]
+
+log = logging.getLogger("augstream.processes")
+
+Array = np.ndarray[Any, Any]
+
+#: Bytes of free shared-memory blocks kept for reuse (more are unlinked at once).
+_FREE_BYTES = 512 << 20
+#: Longest wait for a worker's part of a batch before the main process makes it itself.
+_TASK_TIMEOUT_S = 300.0
+
+
+class WorkerLostError(RuntimeError):
+    """A worker process exited, or did not answer, while it had a batch's samples."""
+
+
+class _Blocks:
+    """Shared-memory blocks by size, reused: creating one costs a few system calls."""
+
+    def __init__(self) -> None:
+        self._free: dict[int, list[SharedMemory]] = defaultdict(list)
+        self._free_bytes = 0
+        #: Every block made and not unlinked yet (in use or free).
+        self._all: dict[str, SharedMemory] = {}
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> SharedMemory:
+        with self._lock:
+            free = self._free.get(size)
+            if free:
+                self._free_bytes -= size
+                return free.pop()
+            block = SharedMemory(create=True, size=max(1, size))
+            self._all[block.name] = block
+            return block
+
+    def give(self, block: SharedMemory) -> None:
+        """``block`` is no longer viewed (its last array is gone)."""
+        with self._lock:
+            # After close (a batch kept past the server's stop): never kept again.
+            if not self._closed and self._free_bytes + block.size <= _FREE_BYTES:
+                self._free[block.size].append(block)
+                self._free_bytes += block.size
+                return
+            known = self._all.pop(block.name, None)
+        block.close()
+        if known is not None:
+            block.unlink()
+
+    def close(self) -> None:
+        """Unlink every block (one still viewed stays mapped until its arrays go)."""
+        with self._lock:
+            self._closed = True
+            free = [b for blocks in self._free.values() for b in blocks]
+            self._free.clear()
+            self._free_bytes = 0
+            every, self._all = list(self._all.values()), {}
+        for block in every:
+            block.unlink()
+        for block in free:
+            block.close()
+
+
+class _Worker:
+    """One worker process, its pipe, and the tasks it has not answered yet."""
+
+    def __init__(self, index: int, count: int, settings_json: str) -> None:
+        self.index = index
+        # A program of its own (python -m augstream_service.workers), not multiprocessing's
+        # spawn: that would import the parent's __main__ again in the child, and a script
+        # that embeds the server without a __main__ guard would start itself anew.
+        ours, theirs = socket.socketpair()
+        command = [sys.executable, "-m", "augstream_service.workers", str(theirs.fileno())]
+        self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(),))
+        theirs.close()
+        # The socket itself is kept to shut it down: closing an fd does not wake a thread
+        # blocked reading it (this process's reader, the worker's recv).
+        self._socket = ours
+        self.conn = Connection(os.dup(ours.fileno()))
+        # The settings (storage credentials among them) go over the pipe, not the command.
+        self.conn.send_bytes(pickle.dumps((settings_json, index, count)))
+        self.pending: dict[int, Future[tuple[Any, ...]]] = {}
+        self.figures: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(
+            target=self._read, name=f"augstream-worker-{index}-pipe", daemon=True
+        )
+        self._reader.start()
+
+    # Messages are plain tuples, pickled with pickle itself: Connection.send makes a
+    # ForkingPickler per message, copying copyreg's dispatch table each time (a fifth of the
+    # main process's GIL time at 40 batches per second).
+
+    def submit(self, task: tuple[Any, ...]) -> Future[tuple[Any, ...]]:
+        future: Future[tuple[Any, ...]] = Future()
+        with self._lock:
+            self.pending[task[0]] = future
+            try:
+                self.conn.send_bytes(pickle.dumps(task))
+            except (OSError, ValueError) as exc:
+                del self.pending[task[0]]
+                future.set_exception(WorkerLostError(f"worker {self.index}: {exc}"))
+        return future
+
+    def _read(self) -> None:
+        while True:
+            try:
+                reply = pickle.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                future = self.pending.pop(reply[1], None)
+            if reply[0] == "done":
+                self.figures = reply[5]
+            if future is not None:
+                future.set_result(reply)
+        with self._lock:
+            pending, self.pending = list(self.pending.values()), {}
+        for future in pending:
+            future.set_exception(WorkerLostError(f"worker process {self.index} exited"))
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None and self._reader.is_alive()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)  # the worker reads the end and exits
+        self._socket.close()
+        self.conn.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+class ProcessPool:
+    """``count`` worker processes for the app built from ``settings`` (its catalog must come
+    from the settings: each worker builds its own)."""
+
+    def __init__(self, settings: Settings, count: int, metrics: Metrics | None = None) -> None:
+        if not os.path.isdir("/dev/shm"):
+            raise ValueError("processes > 0 needs POSIX shared memory in /dev/shm (Linux)")
+        self.count = count
+        self.metrics = metrics
+        self._settings_json = settings.model_dump_json()
+        self._blocks = _Blocks()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._workers = [_Worker(i, count, self._settings_json) for i in range(count)]
+        self.restarts = 0
+
+    def _worker(self, index: int) -> _Worker:
+        with self._lock:
+            worker = self._workers[index]
+            if not worker.alive:
+                log.warning("worker process %d exited; starting it again", index)
+                worker = self._workers[index] = _Worker(index, self.count, self._settings_json)
+                self.restarts += 1
+            return worker
+
+    def make(
+        self, plan: StreamPlan, epoch: int, ids: list[int], dtype: str
+    ) -> tuple[Array, Array | None, list[str | None], float]:
+        """A batch's samples made by the workers that own them (a ``StreamPlan.maker``): its
+        images (and masks) in a shared-memory block, which returns to the pool when the last
+        array viewing it is gone (after the batch is sent, or dropped from a cache)."""
+        spec = plan.spec
+        height, width = spec.target_size
+        x_shape = (len(ids), height, width, spec.channels)
+        x_bytes = math.prod(x_shape) * np.dtype(dtype).itemsize
+        mask_shape = (len(ids), height, width, 1) if spec.class_mode == "mask" else None
+        size = x_bytes + (math.prod(mask_shape) if mask_shape else 0)
+        block = self._blocks.take(size)
+        base = np.ndarray((size,), dtype=np.uint8, buffer=block.buf)
+        weakref.finalize(base, self._blocks.give, block)
+        x = base[:x_bytes].view(dtype).reshape(x_shape)
+        masks = None if mask_shape is None else base[x_bytes:].reshape(mask_shape)
+        try:
+            errors, seconds = self._dispatch(plan, epoch, ids, block.name, x, mask_shape)
+        except WorkerLostError as exc:
+            log.warning("%s: the batch is made in the server process", exc)
+            errors, seconds = make_samples(spec, plan.source, epoch, ids, x, masks, range(len(ids)))
+        return x, masks, errors, seconds
+
+    def _dispatch(
+        self,
+        plan: StreamPlan,
+        epoch: int,
+        ids: list[int],
+        block: str,
+        x: Array,
+        mask_shape: tuple[int, ...] | None,
+    ) -> tuple[list[str | None], float]:
+        owned: dict[int, list[int]] = defaultdict(list)
+        for slot, sample_id in enumerate(ids):
+            owned[sample_id % self.count].append(slot)
+        key, spec_json, digest = plan.key, plan.spec_json, plan.source.digest()
+        futures = []
+        for index, slots in owned.items():
+            task = (
+                next(self._ids), key, spec_json, plan.compact, digest, epoch,
+                [ids[s] for s in slots], slots, block, x.shape, x.dtype.str, mask_shape,
+            )  # fmt: skip
+            futures.append((slots, self._worker(index).submit(task)))
+        errors: list[str | None] = [None] * len(ids)
+        seconds = 0.0
+        tallies = []
+        for slots, future in futures:
+            try:
+                reply = future.result(timeout=_TASK_TIMEOUT_S)
+            except TimeoutError:
+                raise WorkerLostError("a worker process did not answer in time") from None
+            if reply[0] != "done":
+                raise WorkerLostError(f"a worker process failed: {reply[2]}")
+            for slot, error in zip(slots, reply[2], strict=True):
+                errors[slot] = error
+            seconds += reply[3]
+            tallies.append(reply[4])
+        self._count(tallies)
+        return errors, seconds
+
+    def _count(self, tallies: list[dict[str, Any]]) -> None:
+        """The workers' stage timings, as one observation per stage for the batch (the
+        workers' seconds added up, as one thread's would be), and their errors."""
+        if self.metrics is None:
+            return
+        stages: dict[str, float] = defaultdict(float)
+        for tally in tallies:
+            for stage, seconds in tally["observed"]:
+                stages[stage] += seconds
+            for kind, count in tally["errors"].items():
+                self.metrics.error(kind, count)
+        for stage, seconds in stages.items():
+            self.metrics.observe(stage, seconds)
+
+    def figures(self, own: dict[str, Any]) -> dict[str, Any]:
+        """``own`` (the main process's reader figures) plus every worker's last report."""
+        total = {**own, "images": dict(own["images"]), "bytes": dict(own["bytes"])}
+        for worker in self._workers:
+            found = worker.figures
+            if not found:
+                continue
+            for key in ("decodes", "store_reads"):
+                total[key] += found[key]
+            for cache in ("images", "bytes"):
+                for name, value in found[cache].items():
+                    total[cache][name] = total[cache].get(name, 0) + value
+        total["processes"] = self.count
+        return total
+
+    def close(self) -> None:
+        """Stop the workers and free the shared memory."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+        self._blocks.close()

@@ -1,0 +1,172 @@
+"""A worker process of the server (``processes``): it makes the samples it is sent, reading,
+decoding and augmenting them into a shared-memory block the main process made.
+
+Each worker builds its own catalog, upload store and reader (with its share of the caches)
+from the server's settings, so it holds a GIL, a heap and a cache of its own; it makes the
+samples whose ids it owns (``sample id % workers``), so every image is decoded and cached by
+one worker only. It keeps the plans it was sent (by their key) and checks, before it makes
+a plan's samples, that it reads the same listing as the main process (``Samples.digest``).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import pickle
+import sys
+from collections import OrderedDict
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Task", "main", "run"]
+
+log = logging.getLogger("augstream.workers")
+
+#: Plans and shared-memory blocks a worker keeps (least recently used go first).
+_PLANS = 256
+_BLOCKS = 64
+
+#: A task: (task id, plan key, spec JSON, compact, digest, epoch, ids, slots, block name,
+#: images' shape, images' dtype, masks' shape or None).
+Task = tuple[int, str, str, bool, str, int, list[int], list[int], str, tuple[int, ...], str, Any]
+
+
+class _Tally:
+    """Stage timings and error counts a worker's reader reports, sent back with each reply
+    (the main process counts them in its metrics)."""
+
+    def __init__(self) -> None:
+        self.observed: list[tuple[str, float]] = []
+        self.errors: dict[str, int] = {}
+
+    def observe(self, stage: str, seconds: float) -> None:
+        self.observed.append((stage, seconds))
+
+    def error(self, kind: str, count: int = 1) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + count
+
+    def taken(self) -> dict[str, Any]:
+        found = {"observed": self.observed, "errors": self.errors}
+        self.observed, self.errors = [], {}
+        return found
+
+
+def _attach(name: str) -> mmap.mmap:
+    """The main process's block ``name``, mapped here (POSIX shared memory lives under
+    /dev/shm on Linux). Mapped directly rather than through ``SharedMemory``, whose
+    resource tracker would count the block as this process's and unlink it when it exits."""
+    fd = os.open(f"/dev/shm/{name.lstrip('/')}", os.O_RDWR)
+    try:
+        return mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m augstream_service.workers FD``: a worker on the socket ``FD`` its server
+    passed it; the first message is its settings, its index and the number of workers."""
+    conn = Connection(int(argv[0]))
+    try:
+        settings_json, index, count = pickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        return 1
+    run(conn, settings_json, index, count)
+    return 0
+
+
+def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
+    """A worker's life: set up from the settings, then make what it is sent until its pipe
+    closes."""
+    import cv2
+
+    from augstream_protocol.spec import StreamSpec
+
+    from .catalog import Catalog
+    from .limits import Limits
+    from .making import make_samples
+    from .pipeline import StreamPlan, make_plan
+    from .reader import ImageReader
+    from .settings import Settings
+    from .uploads import UploadStore
+
+    # The worker is one core's worth: OpenCV's own threads would only oversubscribe.
+    cv2.setNumThreads(1)
+    settings = Settings.model_validate_json(settings_json)
+    catalog = Catalog.from_folders(
+        settings.datasets, settings.on_corrupt, settings.on_corrupt_by_dataset, settings.catalog
+    )
+    tally = _Tally()
+    reader = ImageReader(
+        settings.byte_cache_bytes // count, settings.image_cache_bytes // count, tally
+    )
+    uploads = UploadStore(
+        settings.upload_dir,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_total_bytes=settings.upload_store_bytes,
+    )
+    limits = Limits(
+        max_batch_bytes=settings.max_batch_bytes,
+        max_file_bytes=settings.max_file_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        max_fit_images=settings.max_fit_images,
+        max_zca_features=settings.max_zca_features,
+    )
+    plans: OrderedDict[str, StreamPlan] = OrderedDict()
+    blocks: OrderedDict[str, mmap.mmap] = OrderedDict()
+
+    def plan_for(key: str, spec_json: str, compact: bool, digest: str) -> StreamPlan:
+        plan = plans.get(key)
+        if plan is not None:
+            plans.move_to_end(key)
+            return plan
+        spec = StreamSpec.model_validate_json(spec_json)
+        plan = make_plan(spec, catalog, uploads, limits, reader, compact=compact)
+        if plan.source.digest() != digest and spec.dataset is not None:
+            # The main process listed the dataset again since this worker did.
+            catalog.get(spec.dataset).refresh()
+            plan = make_plan(spec, catalog, uploads, limits, reader, compact=compact)
+        if plan.source.digest() != digest:
+            raise RuntimeError(
+                f"worker {index} lists {plan.source.name!r} differently from the server"
+            )
+        plans[key] = plan
+        while len(plans) > _PLANS:
+            plans.popitem(last=False)
+        return plan
+
+    def block(name: str) -> mmap.mmap:
+        found = blocks.get(name)
+        if found is None:
+            found = blocks[name] = _attach(name)
+            while len(blocks) > _BLOCKS:
+                blocks.popitem(last=False)[1].close()
+        blocks.move_to_end(name)
+        return found
+
+    while True:
+        try:
+            task: Task = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        ident = task[0]
+        try:
+            _, key, spec_json, compact, digest, epoch, ids, slots, name, shape, dtype, masks = task
+            plan = plan_for(key, spec_json, compact, digest)
+            buffer = block(name)
+            x = np.ndarray(shape, dtype=dtype, buffer=buffer)
+            mask_view = None
+            if masks is not None:
+                mask_view = np.ndarray(masks, dtype=np.uint8, buffer=buffer, offset=x.nbytes)
+            errors, seconds = make_samples(plan.spec, plan.source, epoch, ids, x, mask_view, slots)
+            reply = ("done", ident, errors, seconds, tally.taken(), reader.figures())
+            conn.send_bytes(pickle.dumps(reply))
+        except Exception as exc:  # reported to the main process, which makes it itself
+            log.exception("worker %d could not make task %d", index, ident)
+            conn.send_bytes(pickle.dumps(("failed", ident, f"{type(exc).__name__}: {exc}")))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,126 @@
+"""A server whose batches' samples are made by worker processes (``processes``): the same
+bytes as its threads make, every image decoded by one worker, a worker that dies replaced
+without a batch lost, no shared memory left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from augstream import Batch, Client
+from augstream_service import Settings, create_app
+from augstream_service.background import BackgroundServer
+from tests.imagefolder import make_image_folder, make_mask_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    base = tmp_path_factory.mktemp("processes")
+    broken = make_image_folder(base / "broken", per_class=(3, 3))
+    (broken / "dog" / "000.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    pets = make_image_folder(base / "pets", per_class=(9, 7, 8))
+    return [pets, make_mask_folder(base / "seg"), broken]
+
+
+def _server(roots: list[Path], processes: int, **settings: Any) -> BackgroundServer:
+    app = create_app(
+        Settings(datasets=roots, threads=2, processes=processes, on_corrupt="skip", **settings)
+    )
+    return BackgroundServer(app)
+
+
+@pytest.fixture(scope="module")
+def servers(roots: list[Path]) -> Iterator[tuple[str, str, Any]]:
+    """The same data from a server with two worker processes and one with threads only."""
+    with _server(roots, 2) as pooled, _server(roots, 0) as threads:
+        yield pooled.url, threads.url, pooled
+
+
+def _read(url: str, **fields: Any) -> list[Batch]:
+    with Client(url) as client, client.stream(**fields) as stream:
+        got = []
+        while True:
+            try:
+                got.append(stream.next_batch(timeout=60))
+            except StopIteration:
+                return got
+
+
+SPECS = [
+    {"dataset": "pets", "rotation_range": 20, "horizontal_flip": True, "rescale": 1 / 255},
+    {"dataset": "pets", "zoom_range": 0.2, "channel_shift_range": 30, "contrast_range": [0.5, 2]},
+    {"dataset": "pets", "width_shift_range": 3, "color_mode": "grayscale", "shuffle": False},
+    {"dataset": "seg", "class_mode": "mask", "rotation_range": 30, "fill_mode": "constant"},
+    {"dataset": "broken", "rotation_range": 10},  # a corrupt image, left out of its batch
+]
+
+
+@pytest.mark.parametrize("fields", SPECS)
+def test_worker_processes_make_the_bytes_the_threads_make(
+    servers: tuple[str, str, Any], fields: dict[str, Any]
+) -> None:
+    pooled, threads, _ = servers
+    spec = {"target_size": (24, 20), "batch_size": 5, "seed": 4, "epochs": 2, **fields}
+    mine, theirs = _read(pooled, **spec), _read(threads, **spec)
+    assert [(b.epoch, b.index, b.sample_ids, b.skipped) for b in mine] == [
+        (b.epoch, b.index, b.sample_ids, b.skipped) for b in theirs
+    ]
+    for a, b in zip(mine, theirs, strict=True):
+        assert a.x.tobytes() == b.x.tobytes()
+        assert np.asarray(a.y).tobytes() == np.asarray(b.y).tobytes()
+
+
+def test_uploaded_images_are_made_by_the_workers_too(servers: tuple[str, str, Any]) -> None:
+    pooled, threads, _ = servers
+    x = np.random.default_rng(1).integers(0, 256, (13, 16, 12, 3), dtype=np.uint8)
+    spec = {"target_size": (16, 12), "class_mode": "none", "batch_size": 4, "seed": 2,
+            "epochs": 1, "rotation_range": 25, "horizontal_flip": True}  # fmt: skip
+    streams = []
+    for url in (pooled, threads):
+        with Client(url) as client:
+            streams.append(_read(url, arrays={"x": client.upload(x)}, **spec))
+    assert [b.x.tobytes() for b in streams[0]] == [b.x.tobytes() for b in streams[1]]
+
+
+def test_each_image_is_decoded_by_one_worker_and_cached_there(roots: list[Path]) -> None:
+    spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 6, "seed": 9,
+            "epochs": 3, "rotation_range": 15}  # fmt: skip
+    with _server(roots, 2) as server:
+        got = _read(server.url, **spec)
+        figures = httpx.get(f"{server.url}/v1/cache", timeout=30).json()
+        images = httpx.get(f"{server.url}/v1/datasets/pets", timeout=30).json()["samples"]
+    assert sum(len(b.sample_ids) for b in got) == 3 * images
+    # Each image decoded once (by the worker that owns it), then found in its cache.
+    assert figures["processes"] == 2 and figures["decodes"] == images
+    assert figures["images"]["hits"] == 2 * images
+
+
+def test_a_worker_that_dies_is_replaced_and_no_batch_is_lost(roots: list[Path]) -> None:
+    spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 3, "seed": 6,
+            "epochs": 3, "rotation_range": 15}  # fmt: skip
+    with _server(roots, 0) as threads:
+        reference = _read(threads.url, **spec)
+    before = {f for f in os.listdir("/dev/shm") if f.startswith("psm_")}
+    app = create_app(Settings(datasets=roots, threads=2, processes=2))
+    with BackgroundServer(app) as server:
+        pool = app.state.augstream.processes
+        got: list[Batch] = []
+        with Client(server.url) as client, client.stream(**spec) as stream:
+            for n in range(len(reference)):
+                got.append(stream.next_batch(timeout=60))
+                if n == 4:
+                    os.kill(pool._workers[0].process.pid, signal.SIGKILL)
+        restarts = pool.restarts
+    assert [b.x.tobytes() for b in got] == [b.x.tobytes() for b in reference]
+    assert restarts >= 1
+    # Every block the pool made was unlinked when the server stopped.
+    assert {f for f in os.listdir("/dev/shm") if f.startswith("psm_")} <= before
