@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .auth import KeyCheck
+from .batchcache import Allowance
 from .catalog import Catalog
 from .errors import install_error_handlers
 from .logs import RequestLog
@@ -24,6 +25,7 @@ from .producer import StreamSlots
 from .reader import ImageReader
 from .routes import router
 from .settings import Settings
+from .shared import SharedBatches
 from .state import ServerState
 from .uploads import UploadStore
 from .watch import UI_DIR
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     # The caches' figures are the server's and, with worker processes, theirs too.
     metrics = Metrics(active_streams=lambda: slots.active, caches=lambda: state.cache_figures())
     reader.metrics = metrics
+    batches = SharedBatches(Allowance(settings.batch_cache_bytes), on_shared=metrics.shared)
+    metrics.batch_cache = batches.figures
     state = ServerState(
         settings=settings,
         catalog=catalog
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         reader=reader,
         metrics=metrics,
         api_keys=[key.get_secret_value().encode() for key in settings.api_keys],
+        batches=batches,
     )
 
     @asynccontextmanager

@@ -115,6 +115,19 @@ class Metrics:
             ["dataset"],
             registry=registry,
         )
+        self.shared_batches = Counter(
+            "augstream_shared_batches",
+            "Batches sent without being made for their stream: held by the batch cache, or "
+            "being made for an identical stream that asked first",
+            ["dataset"],
+            registry=registry,
+        )
+        self.shared_bytes = Counter(
+            "augstream_shared_bytes",
+            "Bytes of the shared batches' frames: the work not done again, in bytes sent",
+            ["dataset"],
+            registry=registry,
+        )
         self.stage_seconds = Histogram(
             "augstream_stage_seconds",
             "Seconds one batch spent in each stage (read: store; decode; augment; encode)",
@@ -127,6 +140,9 @@ class Metrics:
         )
         registry.register(_CacheCollector(caches))
         self._caches = caches
+        #: The batch cache's figures (``shared.SharedBatches.figures``), once there is one.
+        self.batch_cache: Callable[[], dict[str, int]] | None = None
+        registry.register(_BatchCacheCollector(lambda: self.batch_cache))
         self.started = time.time()
         self._live: dict[int, LiveStream] = {}
         self._ids = itertools.count(1)
@@ -152,6 +168,25 @@ class Metrics:
             for metric in self.input_wait.collect()
             for sample in metric.samples
             if sample.name.endswith("_total")
+        }
+
+    def shared(self, dataset: str, nbytes: int) -> None:
+        """A stream of ``dataset`` got a batch of ``nbytes`` it did not have to make."""
+        self.shared_batches.labels(dataset).inc()
+        self.shared_bytes.labels(dataset).inc(nbytes)
+
+    def sharing(self) -> dict[str, Any]:
+        """Batches shared and bytes saved, in all and by dataset, and the batch cache."""
+        batches = _by_label(self.shared_batches, "dataset")
+        saved = _by_label(self.shared_bytes, "dataset")
+        return {
+            "batches": sum(batches.values()),
+            "bytes": sum(saved.values()),
+            "by_dataset": {
+                name: {"batches": count, "bytes": saved.get(name, 0)}
+                for name, count in batches.items()
+            },
+            "cache": None if self.batch_cache is None else self.batch_cache(),
         }
 
     def skip(self, dataset: str, count: int) -> None:
@@ -208,6 +243,7 @@ class Metrics:
                 )
             },
             "caches": caches,
+            "shared": self.sharing(),
             "errors": self.error_counts(),
             "skipped_samples": self.skipped_counts(),
             "input_wait_s": self.waits(),
@@ -251,3 +287,27 @@ class _CacheCollector(Collector):
             lookups.add_metric([cache, "miss"], cached["misses"])
             held.add_metric([cache], cached["bytes"])
         yield from (decodes, reads, lookups, held)
+
+
+class _BatchCacheCollector(Collector):
+    """The batch cache's figures, read when scraped."""
+
+    def __init__(self, figures: Callable[[], Callable[[], dict[str, int]] | None]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._figures()
+        if figures is None:
+            return
+        cached = figures()
+        lookups = CounterMetricFamily(
+            "augstream_batch_cache_lookups",
+            "Batches asked of the batch cache, by result: held, joined (being made for "
+            "another stream) or made",
+            labels=["result"],
+        )
+        for result in ("held", "joined", "made"):
+            lookups.add_metric([result], cached[result])
+        held = GaugeMetricFamily("augstream_batch_cache_bytes", "Bytes of batches held")
+        held.add_metric([], cached["bytes"])
+        yield from (lookups, held)

@@ -194,9 +194,12 @@ async def stream_frames(
     draining: Callable[[], bool] = _never,
     on_batch: Callable[[int, int], None] = _ignore,
     on_error: Callable[[str], None] = _ignore,
+    batches: Callable[[int, int], Future[EncodedBatch]] | None = None,
 ) -> AsyncIterator[Chunk]:
     """The whole response body: header, batches in order, then an end frame if finite.
 
+    ``batches(epoch, batch)`` starts making a batch (default: ``plan.encode_batch`` on
+    ``executor``; ``shared.SharedBatches`` shares them between identical streams).
     ``on_batch(images, nbytes)`` is told of each batch handed to the server to send, and
     ``on_error(kind)`` of a failure; a failure after the header becomes an error frame (the
     status line is already sent).
@@ -204,6 +207,11 @@ async def stream_frames(
     the client has not received, so it resumes elsewhere without losing or repeating one.
     """
     yield encode_json_frame(FrameKind.HEADER, plan.header())
+    if batches is None:
+
+        def batches(epoch: int, batch: int) -> Future[EncodedBatch]:
+            return executor.submit(plan.encode_batch, epoch, batch)
+
     spec = plan.spec
     todo = positions(
         spec.start.epoch,
@@ -222,7 +230,7 @@ async def stream_frames(
             if draining():
                 raise _DrainingError
             try:
-                pending.append(((epoch, batch), executor.submit(plan.encode_batch, epoch, batch)))
+                pending.append(((epoch, batch), batches(epoch, batch)))
             except RuntimeError as exc:  # the pool is closed: the server is shutting down
                 raise _DrainingError from exc
             upcoming = None

@@ -24,6 +24,7 @@ from .numerics import fingerprint, libraries
 from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
 from .resolve import resolve_samples
+from .shared import listing_generation, stream_identity
 from .state import State
 
 __all__ = ["router"]
@@ -307,6 +308,7 @@ async def stream(
     503 with Retry-After); one found later is an error frame. On shutdown a go-away frame
     names the next batch, from which the client resumes (``start``) without loss.
     """
+    generation = listing_generation(state.catalog, spec)
     plan = await run_in_threadpool(
         make_plan,
         spec,
@@ -336,6 +338,9 @@ async def stream(
         metrics.stream_ended(live)
         release()
 
+    # Identical streams share their batches (``shared``), whatever ranges they ask for.
+    identity = stream_identity(plan, generation, listing_generation(state.catalog, spec))
+    batches = None if state.batches is None else state.batches.source(plan, identity, state.pool)
     frames = stream_frames(
         plan,
         state.pool,
@@ -344,6 +349,7 @@ async def stream(
         draining=lambda: state.draining,
         on_batch=lambda images, nbytes: metrics.batch_sent(live, images, nbytes),
         on_error=metrics.error,
+        batches=batches,
     )
     return FrameStreamResponse(
         frames,

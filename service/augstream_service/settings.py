@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     #: Shared by every stream: files' bytes, and decoded images at their target size.
     byte_cache_bytes: Annotated[int, Field(ge=0)] = 256 << 20
     image_cache_bytes: Annotated[int, Field(ge=0)] = 1 << 30
+    #: Finished batches, shared by identical streams (a sweep, validation streams); 0: off.
+    batch_cache_bytes: Annotated[int, Field(ge=0)] = 512 << 20
     #: Worker threads: one per core the process may use (its affinity and the container's
     #: CPU quota).
     threads: Annotated[int, Field(ge=1, le=256)] = Field(default_factory=_default_threads)

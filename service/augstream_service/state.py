@@ -16,6 +16,7 @@ from .processes import ProcessPool
 from .producer import StreamSlots
 from .reader import ImageReader
 from .settings import Settings
+from .shared import SharedBatches
 from .uploads import UploadStore
 
 __all__ = ["ServerState", "State"]
@@ -39,6 +40,8 @@ class ServerState:
     api_keys: list[bytes] = field(default_factory=list)
     #: Dataset statistics computed so far (``POST /v1/stats``).
     stats: StatsBook = field(default_factory=StatsBook)
+    #: Finished batches that identical streams share (none: each stream makes its own).
+    batches: SharedBatches | None = None
     #: Set when the server is asked to stop: streams hand their clients over (go-away frames).
     draining: bool = False
     executor: ThreadPoolExecutor | None = field(default=None)

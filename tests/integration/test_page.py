@@ -110,6 +110,7 @@ def test_the_page_previews_augmentations_and_shows_live_streams(
     ):
         next(stream)
         wait.until(lambda d: "pets" in d.find_element(By.CSS_SELECTOR, "#streams tbody").text)
+        assert "Batches shared" in driver.find_element(By.ID, "shared").text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "page.png"))
     assert (ARTIFACTS / "page.png").stat().st_size > 10_000

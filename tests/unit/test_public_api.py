@@ -43,6 +43,8 @@ MODULES = [
     "augstream_service.producer",
     "augstream_service.stats",
     "augstream_service.fit",
+    "augstream_service.batchcache",
+    "augstream_service.shared",
 ]
 
 

@@ -198,6 +198,12 @@ async function refreshStatus() {
     `Decoded-image cache hits ${percent(status.caches.images.hit_rate)}, ` +
     `file cache hits ${percent(status.caches.bytes.hit_rate)}; ` +
     `errors: ${errors.length ? errors.join(", ") : "none"}`;
+  // Identical streams (a sweep, validation streams) share the batches one of them made.
+  const shared = status.shared;
+  const held = shared.cache ? `; batch cache ${megabytes(shared.cache.bytes)} of ` +
+    `${megabytes(shared.cache.capacity_bytes)} MB` : "";
+  document.getElementById("shared").textContent = `Batches shared ${shared.batches} ` +
+    `(${megabytes(shared.bytes)} MB not made again)${held}`;
   // Replicas whose numerics digests differ are never mixed in one stream.
   const n = status.numerics;
   document.getElementById("numerics").textContent = `Numerics ${n.digest} (${n.numerics}): ` +
