@@ -29,7 +29,7 @@ from ._exceptions import (
     ProtocolError,
     ServerError,
 )
-from ._http import error_from_response
+from ._http import error_from_response, unreachable
 
 __all__ = [
     "RETRYABLE",
@@ -137,10 +137,13 @@ def connect(
     spec: StreamSpec,
     headers: dict[str, str],
     retry: RetryPolicy,
+    where: Sequence[str] = (),
 ) -> tuple[int, Connection]:
     """Open a stream on the first candidate (an HTTP client and its request extensions),
-    retrying transient failures on the next ones in turn; which one answered, and how."""
+    retrying transient failures on the next ones in turn; which one answered, and how.
+    ``where`` names each candidate in the error when none answers (default: its URL)."""
     failures = 0
+    started = time.monotonic()
     while True:
         index = failures % len(candidates)
         http, extensions = candidates[index]
@@ -149,10 +152,19 @@ def connect(
         except RETRYABLE as exc:
             failures += 1
             if failures > retry.attempts:
+                name = where[index] if index < len(where) else str(http.base_url).rstrip("/")
+                tried = f"after {retry.attempts} retries over {time.monotonic() - started:.1f} s"
+                if isinstance(exc, httpx.TransportError):
+                    cause = unreachable(exc, name)
+                    raise ConnectionLostError(
+                        f"could not start the stream: {cause} ({tried})",
+                        url=name,
+                        reason=cause.reason,
+                    ) from None
                 raise ConnectionLostError(
-                    f"could not start the stream at {http.base_url} after "
-                    f"{retry.attempts} retries; last error: {exc}"
-                ) from exc
+                    f"could not start the stream at {name} {tried}; last error: {exc}",
+                    url=name,
+                ) from None
             time.sleep(retry.delay(failures, exc))
 
 

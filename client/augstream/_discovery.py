@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,10 +172,13 @@ class Replicas:
         discovery: Discovery,
         timeout: httpx.Timeout,
         headers: dict[str, str] | None = None,
+        hooks: dict[str, list[Callable[[httpx.Response], None]]] | None = None,
     ) -> None:
         self.discovery = discovery
         self.timeout = timeout
         self.headers = dict(headers or {})
+        #: httpx event hooks of every client made here (the client's version check).
+        self.hooks = hooks or {}
         self._clients: dict[Endpoint, httpx.Client] = {}
         self._fixed: list[Endpoint] | None = None
         self._own: dict[str, httpx.Client] = {}
@@ -216,7 +219,10 @@ class Replicas:
             if client is None:
                 headers = {**self.headers, "Host": endpoint.host}
                 client = httpx.Client(
-                    base_url=endpoint.address, timeout=self.timeout, headers=headers
+                    base_url=endpoint.address,
+                    timeout=self.timeout,
+                    headers=headers,
+                    event_hooks=dict(self.hooks),
                 )
                 self._clients[endpoint] = client
             return client

@@ -12,11 +12,19 @@ AugstreamError
 │   └── BusyError          429/503: too many streams; retry later
 ├── IncompatibleStreamError  another protocol version, or a resumed stream that differs
 ├── StreamClosedError      reading from a stream after close()
-└── ConnectionLostError    the server stayed unreachable after every retry
+└── ConnectionError        the server cannot be reached: refused, unknown host, TLS, timeout
+    │                      (also the built-in ConnectionError); names the URL and what to do
+    └── ConnectionLostError  it stayed unreachable after every retry (a stream's end)
 ```
+
+``InvalidSpecError`` is raised the same way whoever caught the value, the client before any
+request or the server: the field, the value, what is allowed, where it was caught, and a
+"did you mean" for a misspelled name or choice (``augstream._invalid``).
 """
 
 from __future__ import annotations
+
+import builtins
 
 from augstream_protocol.errors import AugstreamError, ProtocolError, TruncatedError
 
@@ -24,6 +32,7 @@ __all__ = [
     "AugstreamError",
     "AuthenticationError",
     "BusyError",
+    "ConnectionError",
     "ConnectionLostError",
     "IncompatibleStreamError",
     "InvalidSpecError",
@@ -51,7 +60,22 @@ class AuthenticationError(ServerError):
 
 
 class InvalidSpecError(ServerError, ValueError):
-    """The spec (or an argument built into it) was rejected; the message names the field."""
+    """The spec (or an argument built into it) was rejected; the message names the field,
+    the value, what is allowed and who caught it. ``fields`` are the fields named,
+    ``caught_by`` is ``"client"`` or ``"server"``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 422,
+        kind: str = "invalid_spec",
+        fields: tuple[str, ...] = (),
+        caught_by: str = "server",
+    ) -> None:
+        super().__init__(message, status=status, kind=kind)
+        self.fields = fields
+        self.caught_by = caught_by
 
 
 class NotFoundError(ServerError, LookupError):
@@ -81,5 +105,20 @@ class StreamClosedError(AugstreamError):
     """The stream was closed; it yields no more batches."""
 
 
-class ConnectionLostError(AugstreamError):
-    """The connection broke and could not be re-established within the retry budget."""
+class ConnectionError(AugstreamError, builtins.ConnectionError):
+    """The server could not be reached. The message names the URL (and, for a replica found
+    by resolving a name, the address tried), what went wrong (``reason``: ``"connection
+    refused"``, ``"unknown host"``, ``"TLS"``, ``"timeout"`` or ``"connection failed"``) and
+    what to do. Also the built-in ``ConnectionError`` (an ``OSError``)."""
+
+    def __init__(self, message: str, *, url: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConnectionLostError(ConnectionError):
+    """A stream's servers stayed unreachable through every retry: the stream ends."""

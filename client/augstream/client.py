@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -20,7 +20,8 @@ from augstream_protocol.stats import DatasetStats, StatsRequest
 
 from ._discovery import Discovery, Endpoint, Replicas, nameservers_from
 from ._exceptions import AugstreamError, BusyError, TooLargeError
-from ._http import error_from_response
+from ._http import error_from_response, reaching, watch_version
+from ._invalid import spec_from
 from .stream import RetryPolicy, Stream
 
 __all__ = ["Client"]
@@ -40,7 +41,7 @@ def _digests(spec: StreamSpec) -> list[str]:
 def _resolve(spec: StreamSpec | None, fields: dict[str, Any]) -> StreamSpec:
     if spec is not None:
         fields = {**spec.model_dump(exclude_unset=True), **fields}
-    return StreamSpec.model_validate(fields)
+    return spec_from(fields)
 
 
 class Client:
@@ -75,6 +76,12 @@ class Client:
         urls = [u.strip().rstrip("/") for u in urls if u.strip()]
         if not urls:
             raise ValueError("no server URL: pass Client(url) or set AUGSTREAM_URL")
+        for given_url in urls:
+            if not given_url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"a server URL starts with http:// or https://, got {given_url!r} "
+                    f"(did you mean 'http://{given_url}'?)"
+                )
         if len(urls) > MAX_REPLICAS:
             raise ValueError(f"at most {MAX_REPLICAS} replicas, got {len(urls)} URLs")
         self.urls = urls
@@ -87,14 +94,18 @@ class Client:
         limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         agent = {"User-Agent": "augstream-client"}
         servers = None if nameservers is None else nameservers_from(",".join(nameservers))
-        self._replicas = Replicas(Discovery(urls, servers), limits, agent)
-        self._http = httpx.Client(base_url=urls[0], timeout=limits, headers=agent)
+        hooks: dict[str, list[Callable[[httpx.Response], None]]] = {"response": [watch_version]}
+        self._replicas = Replicas(Discovery(urls, servers), limits, agent, hooks)
+        self._http = httpx.Client(
+            base_url=urls[0], timeout=limits, headers=agent, event_hooks=hooks
+        )
         self._replicas.adopt(urls[0], self._http)
         #: What this client uploaded, by digest: sent again to a replica that joins a stream.
         self._uploaded: dict[str, NpyPayload] = {}
 
     def _get(self, path: str) -> Any:
-        response = self._http.get(path, headers=self._headers)
+        with reaching(self.url):
+            response = self._http.get(path, headers=self._headers)
         if response.status_code != 200:
             raise error_from_response(response)
         return response.json()
@@ -103,7 +114,7 @@ class Client:
         """True when the server answers its health check."""
         try:
             return bool(self._get("/healthz").get("status") == "ok")
-        except (httpx.HTTPError, ValueError):
+        except (AugstreamError, httpx.HTTPError, ValueError):
             return False
 
     def server_info(self) -> ServerInfo:
@@ -125,6 +136,10 @@ class Client:
         return payload.digest
 
     def _upload(self, endpoint: Endpoint, payload: NpyPayload) -> None:
+        with reaching(str(endpoint)):
+            self._send(endpoint, payload)
+
+    def _send(self, endpoint: Endpoint, payload: NpyPayload) -> None:
         http = self._replicas.http(endpoint)
         extensions = endpoint.extensions
         response = http.get(
@@ -170,7 +185,8 @@ class Client:
 
     def download(self, digest: str) -> np.ndarray[Any, Any]:
         """The stored array ``digest`` (an upload, or statistics the server fitted)."""
-        response = self._http.get(f"/v1/arrays/{digest}/npy", headers=self._headers)
+        with reaching(self.url):
+            response = self._http.get(f"/v1/arrays/{digest}/npy", headers=self._headers)
         if response.status_code != 200:
             raise error_from_response(response)
         data = response.content
@@ -206,12 +222,13 @@ class Client:
             sample_size=sample_size,
             zca_epsilon=zca_epsilon,
         )
-        response = self._http.post(
-            "/v1/stats",
-            json=request.request_body(),
-            headers=self._headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-        )
+        with reaching(self.url):
+            response = self._http.post(
+                "/v1/stats",
+                json=request.request_body(),
+                headers=self._headers,
+                timeout=httpx.Timeout(timeout, connect=10.0),
+            )
         if response.status_code != 200:
             raise error_from_response(response)
         result = DatasetStats.model_validate(response.json())
@@ -237,7 +254,10 @@ class Client:
         """The files and labels a stream with this spec reads, in sample-id order (Keras'
         ``filenames`` and ``classes``)."""
         resolved = _resolve(spec, fields)
-        response = self._http.post("/v1/files", json=resolved.request_body(), headers=self._headers)
+        with reaching(self.url):
+            response = self._http.post(
+                "/v1/files", json=resolved.request_body(), headers=self._headers
+            )
         if response.status_code != 200:
             raise error_from_response(response)
         return FileListing.model_validate(response.json())
@@ -267,7 +287,8 @@ class Client:
             "epoch": epoch,
             "tile": tile,
         }
-        response = self._http.get("/v1/preview", params=query, headers=self._headers)
+        with reaching(self.url):
+            response = self._http.get("/v1/preview", params=query, headers=self._headers)
         if response.status_code != 200:
             raise error_from_response(response)
         return response.content

@@ -7,6 +7,7 @@ module holds its construction, ``fit`` and the client; the three flows are in ``
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,7 +17,9 @@ import numpy as np
 from augstream_protocol.spec import StreamSpec
 
 from . import _fit
+from ._exceptions import InvalidSpecError
 from ._flows import COLOR_MODES, Flows
+from ._invalid import spec_from, suggest, unknown_keywords
 from .client import Client
 
 if TYPE_CHECKING:
@@ -105,15 +108,17 @@ class ImageDataGenerator(Flows):
         compat: Literal["documented", "keras-legacy"] = "documented",
         **operations: Any,
     ) -> None:
-        unknown = sorted(set(operations) - set(OPERATIONS))
+        unknown = set(operations) - set(OPERATIONS)
         if unknown:
-            raise TypeError(
-                f"ImageDataGenerator() got unexpected keyword arguments {unknown}; augstream's "
-                f"own operations are {list(OPERATIONS)}"
-            )
+            known = [*inspect.signature(ImageDataGenerator).parameters, *OPERATIONS]
+            raise unknown_keywords("ImageDataGenerator()", unknown, known)
         if data_format not in (None, "channels_last", "channels_first"):
-            raise ValueError(
-                f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}"
+            choices = ("channels_last", "channels_first")
+            raise InvalidSpecError(
+                f"data_format must be 'channels_last' or 'channels_first', got "
+                f"{data_format!r}{suggest(str(data_format), choices)}",
+                fields=("data_format",),
+                caught_by="client",
             )
         self._server = server
         self._api_key = api_key
@@ -165,9 +170,7 @@ class ImageDataGenerator(Flows):
                 **{flag: getattr(self, flag) for _, flag in _fit.STATS},
             }
         dtype = "uint8" if self.dtype == "uint8" else "float32"
-        return StreamSpec.model_validate(
-            {**self._augmentation, **standardisation, "dtype": dtype, **fields}
-        )
+        return spec_from({**self._augmentation, **standardisation, "dtype": dtype, **fields})
 
     def _postprocess(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         assert self.preprocessing_function is not None
@@ -235,7 +238,7 @@ class ImageDataGenerator(Flows):
                 "color_mode": COLOR_MODES[images.shape[3]],
             }
         # Keras' fit applies rescale but not the sample-wise steps (nor preprocessing_function).
-        spec = StreamSpec.model_validate(
+        spec = spec_from(
             {
                 **self._augmentation,
                 "rescale": self.rescale,
@@ -268,9 +271,7 @@ class ImageDataGenerator(Flows):
         if self._standardise_on_client():
             _fit.check_fitted(self)
         elif self.featurewise_center:
-            spec = StreamSpec.model_validate(
-                {**spec.model_dump(), "stats": _fit.stats_refs(self, client)}
-            )
+            spec = spec_from({**spec.model_dump(), "stats": _fit.stats_refs(self, client)})
         return RemoteIterator(
             client,
             spec,

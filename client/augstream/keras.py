@@ -26,6 +26,7 @@ import numpy as np
 from augstream_protocol.info import StreamHeader
 from augstream_protocol.spec import StreamSpec
 
+from ._invalid import spec_from
 from .client import Client
 from .stream import Batch, Stream
 
@@ -71,7 +72,7 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._given: Client | None = client if isinstance(client, Client) else None
         self._api_key = api_key
         merged = {**(spec.model_dump(exclude_unset=True) if spec else {}), **fields}
-        resolved = StreamSpec.model_validate(merged)
+        resolved = spec_from(merged)
         if resolved.epochs is not None:
             raise ValueError("a StreamDataset is endless: leave epochs unset")
         if resolved.seed is None:

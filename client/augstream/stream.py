@@ -165,7 +165,8 @@ class Stream(Iterator[Any]):
         # Alone, a replica streams to the end; among several, ranges of ``prefetch``.
         count = None if len(endpoints) == 1 else prefetch
         candidates = [(replicas.http(e), e.extensions) for e in endpoints]
-        index, first = connect(candidates, spec.with_range(*start, count), headers, retry)
+        where = [str(e) for e in endpoints]
+        index, first = connect(candidates, spec.with_range(*start, count), headers, retry, where)
         header = first.header.model_copy(
             update={"spec": first.header.spec.with_range(*start, None)}
         )

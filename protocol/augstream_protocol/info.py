@@ -57,6 +57,9 @@ class ServerInfo(BaseModel):
     numerics: dict[str, str] = {}
     #: The libraries and CPU code paths behind those digests (for people).
     libraries: dict[str, Any] = {}
+    #: Where the server serves the client of its own version, for ``pip install URL``
+    #: (``/client/augstream-<version>-py3-none-any.whl``); None from servers before it.
+    client_wheel: str | None = None
 
 
 class StreamHeader(BaseModel):

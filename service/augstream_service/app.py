@@ -30,6 +30,7 @@ from .state import ServerState
 from .uploads import UploadStore
 from .watch import UI_DIR
 from .watch import router as watch_router
+from .wheels import router as wheels_router
 
 __all__ = ["create_app"]
 
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
     install_error_handlers(app, metrics)
     app.include_router(watch_router)
+    app.include_router(wheels_router)
     app.include_router(router)
     app.add_middleware(KeyCheck, keys=state.api_keys, on_refuse=metrics.error)
     # Outermost, so requests the key check refuses are logged too.

@@ -1,11 +1,12 @@
 """Optional API keys, checked before a request's body is read.
 
-With keys, every request needs ``Authorization: Bearer <key>`` except the health check and the
-API's reference (``/docs``, ``/openapi.json``: they show no data). Keys are compared in
-constant time, all of them every time, so neither the time taken nor an early exit tells a
-caller how close a guess was. The check is ASGI middleware, ahead of FastAPI's body parsing,
-so a caller without a key cannot make the server read a large body; for the same reason the
-JSON bodies of POST requests (specs of a few hundred bytes) are capped.
+With keys, every request needs ``Authorization: Bearer <key>`` except the health check, the
+API's reference (``/docs``, ``/openapi.json``: they show no data) and the client's wheel
+(``/client/``: code, no data). Keys are compared in constant time, all of them every time, so
+neither the time taken nor an early exit tells a caller how close a guess was. The check is
+ASGI middleware, ahead of FastAPI's body parsing, so a caller without a key cannot make the
+server read a large body; for the same reason the JSON bodies of POST requests (specs of a few
+hundred bytes) are capped.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["MAX_JSON_BYTES", "OPEN_PATHS", "KeyCheck"]
+__all__ = ["MAX_JSON_BYTES", "OPEN_PATHS", "OPEN_PREFIXES", "KeyCheck"]
 
 #: Paths anyone may read: liveness, readiness (no names in it), the API reference, and the
 #: page (its files hold no data: it asks for a key and sends it with what it fetches).
 OPEN_PATHS = frozenset(
     {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
-OPEN_PREFIX = "/ui/"
+#: Folders anyone may read: the page's files, and the client's wheel (code, no data).
+OPEN_PREFIXES = ("/ui/", "/client/")
 #: A stream spec is a few hundred bytes; a POST body this large is not one.
 MAX_JSON_BYTES = 1 << 20
 _BEARER = [(b"www-authenticate", b"Bearer")]
@@ -64,7 +66,7 @@ class KeyCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

@@ -26,6 +26,7 @@ from .producer import FrameStreamResponse, stream_frames
 from .resolve import resolve_samples
 from .shared import listing_generation, stream_identity
 from .state import State
+from .wheels import wheel_path
 
 __all__ = ["router"]
 
@@ -157,6 +158,7 @@ def server_info(state: State) -> dict[str, Any]:
         "skipped_samples": state.metrics.skipped_counts(),
         "numerics": fingerprint(),
         "libraries": libraries(),
+        "client_wheel": wheel_path(),
     }
 
 

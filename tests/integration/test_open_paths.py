@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount
 
+import augstream
 from augstream import Client
 from augstream_protocol.npy import encode_npy
 from augstream_service import Settings, create_app
@@ -29,9 +30,10 @@ except ImportError:  # pragma: no cover - older FastAPI
 
 KEY = "the-only-key"
 #: What the README says needs no key: liveness, readiness, the page (``/``) and its files
-#: ("the page loads without one and asks for it"), and the API reference: FastAPI's Swagger
-#: UI (``/docs``, with its OAuth2 redirect page), ReDoc and the schema. ``/metrics`` is not
-#: among them ("with keys, ``/metrics`` needs one too").
+#: ("the page loads without one and asks for it"), the API reference: FastAPI's Swagger
+#: UI (``/docs``, with its OAuth2 redirect page), ReDoc and the schema, and the client's
+#: wheel with its page (``/client/``: code, no data). ``/metrics`` is not among them ("with
+#: keys, ``/metrics`` needs one too").
 OPEN_PATHS = {
     "/healthz",
     "/readyz",
@@ -40,9 +42,14 @@ OPEN_PATHS = {
     "/docs/oauth2-redirect",
     "/redoc",
     "/openapi.json",
+    "/client/",
 }
-#: Mounted folders anyone may read, and a file in each.
-OPEN_MOUNTS = {"/ui": "/ui/index.html"}
+#: Mounted folders anyone may read (and a file in each), and open routes with a parameter
+#: (and a path they serve).
+OPEN_MOUNTS = {
+    "/ui": "/ui/index.html",
+    "/client/{filename}": f"/client/augstream-{augstream.__version__}-py3-none-any.whl",
+}
 SPEC = {"dataset": "pets", "target_size": [8, 8], "batch_size": 4, "epochs": 1}
 ARRAY = list(range(12))
 PAYLOAD = encode_npy(ARRAY)

@@ -66,6 +66,7 @@ def test_top_level_surface() -> None:
         "Batch",
         "BusyError",
         "Client",
+        "ConnectionError",
         "ConnectionLostError",
         "DatasetInfo",
         "DatasetStats",
@@ -97,8 +98,11 @@ def test_exception_tree() -> None:
     assert issubclass(augstream.InvalidSpecError, ValueError)
     assert issubclass(augstream.NotFoundError, LookupError)
     assert issubclass(augstream.TooLargeError, augstream.ServerError)
-    for name in ("ProtocolError", "ServerError", "ConnectionLostError"):
+    for name in ("ProtocolError", "ServerError", "ConnectionError", "ConnectionLostError"):
         assert issubclass(getattr(augstream, name), augstream.AugstreamError)
+    # Still caught where the built-ins are.
+    assert issubclass(augstream.ConnectionError, ConnectionError)
+    assert issubclass(augstream.ConnectionLostError, augstream.ConnectionError)
 
 
 def test_importing_the_client_pulls_in_nothing_heavy() -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 from pydantic import ValidationError
 
-from augstream._exceptions import AugstreamError, AuthenticationError
+from augstream._exceptions import AugstreamError, AuthenticationError, ConnectionError
 
 from .args import Command, server_url
 from .bench import add_bench
@@ -63,8 +63,8 @@ def run_client_command(args: argparse.Namespace) -> int:
 
 def _explain(exc: Exception, args: argparse.Namespace) -> str | None:
     url = args.url
-    if isinstance(exc, httpx.TransportError):
-        reason = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        reason = (exc.reason if isinstance(exc, ConnectionError) else "") or str(exc)
         return (
             f"cannot reach {url} ({reason}): an augstream server must be running there "
             "(start one with: augstream serve DIR)"
