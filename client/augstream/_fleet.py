@@ -29,6 +29,8 @@ from augstream_protocol.numerics import families
 from ._connection import Connection, RetryPolicy
 from ._discovery import Endpoint, Replicas
 from ._exceptions import ConnectionLostError
+from ._http import unreachable
+from ._recovery import Recovery
 from ._schedule import Schedule
 from ._worker import Shared, Waits, Worker, describe
 
@@ -146,6 +148,7 @@ class Fleet:
             on_failure=self.failed,
             on_exclude=self.exclude,
             waits=Waits(),
+            recovery=Recovery(header.batches_per_epoch, self._others, schedule.arrived),
         )
         self.prefetch = prefetch
         self.resolve_every_s = resolve_every_s
@@ -158,7 +161,7 @@ class Fleet:
         self._lock = threading.Lock()
         self._nudge = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_error = ""
+        self._last_error: tuple[Endpoint, BaseException] | None = None
         self._reconnected = 0
 
     def start(
@@ -178,22 +181,26 @@ class Fleet:
             if endpoint in self.excluded:
                 return
             self.excluded[endpoint] = reason
+        self.shared.recovery.forget(str(endpoint))
         log.warning("augstream: leaving replica %s out of the stream: %s", endpoint, reason)
 
     def failed(self, endpoint: Endpoint, cause: BaseException) -> None:
-        """A worker's connection failed: note it, and look for replicas again at once."""
-        head = self.shared.schedule.head
-        per_epoch = self.shared.per_epoch
-        self._last_error = f"{endpoint}: {describe(cause)}"
-        log.warning(
-            "augstream: replica %s failed at batch %d of epoch %d (%s); its batches go to "
-            "the other replicas or wait for it",
-            endpoint,
-            head % per_epoch,
-            head // per_epoch,
-            describe(cause),
-        )
+        """A worker's connection failed (``shared.recovery`` tells it): note it, and look
+        for replicas again at once."""
+        self._last_error = (endpoint, cause)
         self._nudge.set()
+
+    def _others(self, replica: str) -> int:
+        """Replicas still taking part besides ``replica`` (``str(endpoint)``)."""
+        with self._lock:
+            return sum(
+                1
+                for endpoint, seat in self._seats.items()
+                if str(endpoint) != replica
+                and endpoint not in self.excluded
+                and seat.worker is not None
+                and seat.worker.alive
+            )
 
     def consumed(self, waited: float) -> None:
         """The consumer took a batch after waiting ``waited`` seconds for it."""
@@ -282,6 +289,8 @@ class Fleet:
                 seat.listed = endpoint in endpoints
                 if not seat.listed and seat.worker is not None:
                     seat.worker.retiring.set()  # drained or scaled down: finish and leave
+                if not seat.listed:
+                    self.shared.recovery.forget(str(endpoint))
         new = [e for e in endpoints if e not in known]
         if not new:
             return
@@ -333,14 +342,26 @@ class Fleet:
             if now >= seat.retry_at:
                 self._add(endpoint)
         if not restartable and not schedule.over:
-            schedule.fatal(
-                ConnectionLostError(
-                    f"stream lost at batch {schedule.head % self.shared.per_epoch} of epoch "
-                    f"{schedule.head // self.shared.per_epoch} and {retry.attempts} "
-                    f"reconnects failed to every replica of {', '.join(self.replicas.urls)}; "
-                    f"last error: {self._last_error or 'none'}"
-                )
-            )
+            schedule.fatal(self._lost(schedule.head))
+
+    def _lost(self, head: int) -> ConnectionLostError:
+        """The stream's end when no replica is left: where, after what, and what to do."""
+        per_epoch = self.shared.per_epoch
+        urls = ", ".join(self.replicas.urls)
+        last, reason = "none", ""
+        if self._last_error is not None:
+            endpoint, cause = self._last_error
+            last = f"{endpoint}: {describe(cause)}"
+            if isinstance(cause, httpx.TransportError):
+                error = unreachable(cause, str(endpoint))
+                last, reason = str(error), error.reason
+        return ConnectionLostError(
+            f"stream lost at batch {head % per_epoch} of epoch {head // per_epoch}: "
+            f"{self.shared.retry.attempts} reconnects failed to every replica of {urls}; "
+            f"last error: {last}",
+            url=urls,
+            reason=reason,
+        )
 
     def _report(self) -> None:
         with self._lock:

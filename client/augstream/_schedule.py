@@ -252,6 +252,11 @@ class Schedule:
         with self._cond:
             return self._closed or self._finished()
 
+    def arrived(self, position: int) -> bool:
+        """Whether the batch at ``position`` has arrived (waiting in the buffer, or taken)."""
+        with self._cond:
+            return position < self.head or position in self._ready
+
     @property
     def buffered(self) -> int:
         """Batches received and not yet taken."""

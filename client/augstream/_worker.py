@@ -10,7 +10,6 @@ reports in the stream (an unreadable image) ends the stream for the consumer.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -41,11 +40,10 @@ from ._exceptions import (
     ServerError,
     TruncatedError,
 )
+from ._recovery import Recovery
 from ._schedule import Grant, Schedule
 
 __all__ = ["Shared", "Waits", "Worker", "describe"]
-
-log = logging.getLogger("augstream")
 
 
 class Waits:
@@ -98,6 +96,8 @@ class Shared:
     on_failure: Callable[[Endpoint, BaseException], None]
     on_exclude: Callable[[Endpoint, str], None]
     waits: Waits
+    #: Tells each recovery once (``_recovery``).
+    recovery: Recovery
 
     @property
     def per_epoch(self) -> int:
@@ -159,7 +159,6 @@ class Worker:
     def _run(self) -> None:
         shared = self._shared
         schedule = shared.schedule
-        broke_at: float | None = None
         try:
             while not shared.stop.is_set():
                 if not self._hold():
@@ -168,12 +167,12 @@ class Worker:
                 try:
                     connection = self._open_held()
                     check_same_stream(shared.header, connection)
-                    delivered = self._pump(connection, grant)
+                    self._pump(connection, grant)
                     self._release_first()
                 except RETRYABLE as exc:
+                    owed = grant.next  # the first batch this replica still owed
                     self._fail_held()
-                    broke_at = broke_at or time.monotonic()
-                    if not self._pause(exc):
+                    if not self._pause(exc, owed):
                         return
                     continue
                 except NumericsDifferError as exc:
@@ -190,13 +189,6 @@ class Worker:
                     self._fail_held()
                     schedule.fatal(exc)
                     return
-                if delivered and broke_at is not None:
-                    log.warning(
-                        "augstream: replica %s is back after %.1f s",
-                        self.endpoint,
-                        time.monotonic() - broke_at,
-                    )
-                    broke_at = None
         except Exception as exc:  # surfaced to the consumer rather than lost in a thread
             schedule.fatal(exc)
         finally:
@@ -268,27 +260,27 @@ class Worker:
                 connection.close()
             self._shared.schedule.fail(grant)
 
-    def _pause(self, cause: BaseException) -> bool:
-        """After a failure: False when this replica is given up; else wait and go on."""
+    def _pause(self, cause: BaseException, owed: int) -> bool:
+        """After a failure (``owed``: the first batch not delivered): False when this
+        replica is given up; else wait and go on."""
         shared = self._shared
+        if shared.stop.is_set():
+            return False  # the stream is closing: its connections were cut on purpose
         self.failures += 1
+        shared.recovery.failed(str(self.endpoint), describe(cause), owed)
         shared.on_failure(self.endpoint, cause)
         if isinstance(cause, GoAwayError):
             # Not a failure of the replica: it is stopping. Its grants go to the others;
             # if it comes back (a restart), the name's next resolution brings it back.
             return False
         if self.failures > shared.retry.attempts:
-            log.warning(
-                "augstream: giving up on replica %s after %d failures in a row (%s)",
-                self.endpoint,
-                self.failures,
-                cause,
-            )
+            shared.recovery.gave_up(str(self.endpoint))
             return False
         return not shared.stop.wait(shared.retry.delay(self.failures, cause))
 
     def _pump(self, connection: Connection, grant: Grant) -> bool:
         schedule = self._shared.schedule
+        recovery = self._shared.recovery
         per_epoch = self._shared.per_epoch
         delivered = False
         for frame in connection.frames:
@@ -305,7 +297,10 @@ class Worker:
                     )
                 self.failures = 0
                 delivered = True
-                if not schedule.deliver(grant, position, batch):
+                more = schedule.deliver(grant, position, batch)
+                if recovery.active:
+                    recovery.delivered(str(self.endpoint), position)
+                if not more:
                     return delivered
             elif frame.kind == FrameKind.END:
                 return delivered

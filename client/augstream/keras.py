@@ -27,6 +27,7 @@ from augstream_protocol.info import StreamHeader
 from augstream_protocol.spec import StreamSpec
 
 from ._invalid import spec_from
+from ._recovery import TALLY, told
 from .client import Client
 from .stream import Batch, Stream
 
@@ -156,7 +157,7 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
             if stream is None or not 0 <= _distance(stream, key) <= _READ_AHEAD:
                 stream = self._open(epoch, index)
             while True:
-                batch = stream.next_batch()
+                batch = told(stream.next_batch)
                 self._cache[(batch.epoch, batch.index)] = batch
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
@@ -198,19 +199,35 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
 
 
 class InputStallMonitor(keras.callbacks.Callback):  # type: ignore[misc]
-    """Reports, per epoch, how long training waited for data and how fast batches arrived.
+    """Reports, per epoch, how long training waited for data, how fast batches arrived, and
+    the streams' recoveries (reconnects, failovers, resumes) and the time they took.
 
-    The wait is the time between the end of one training step and the start of the next:
-    the time Keras spent getting the next batch. A large share means the data feed is the
-    bottleneck; a small one means the model (GPU or CPU) is.
+    The wait is the larger of the time between the end of one training step and the start
+    of the next (the time Keras spent getting the next batch, on backends that fetch
+    between steps) and the time augstream's streams kept their readers waiting (TensorFlow
+    fetches inside the step, on tf.data's threads), at most the epoch's. A large share
+    means the data feed is the bottleneck; a small one means the model (GPU or CPU) is.
+    Each epoch's line is printed when the next epoch begins (or training ends), after Keras'
+    progress bar has finished its line, never inside it.
     """
 
     def __init__(self, print_fn: Any = print) -> None:
         super().__init__()
         self._print = print_fn
         self.history: list[dict[str, float]] = []
+        self._pending: str | None = None
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self._print(self._pending)
+            self._pending = None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._flush()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._flush()
+        self._recovered = TALLY.read()
         self._epoch_start = time.perf_counter()
         self._last_end: float | None = self._epoch_start
         self._waited = 0.0
@@ -226,18 +243,31 @@ class InputStallMonitor(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         elapsed = max(time.perf_counter() - self._epoch_start, 1e-9)
+        recoveries, seconds, streams_waited = (
+            now - then for now, then in zip(TALLY.read(), self._recovered, strict=True)
+        )
+        waited = min(elapsed, max(self._waited, streams_waited))
         record = {
             "epoch": float(epoch),
             "seconds": elapsed,
-            "input_wait_seconds": self._waited,
-            "input_wait_fraction": self._waited / elapsed,
+            "input_wait_seconds": waited,
+            "input_wait_fraction": waited / elapsed,
             "batches_per_second": self._batches / elapsed,
+            "recoveries": float(recoveries),
+            "recovery_seconds": seconds,
         }
         self.history.append(record)
-        self._print(
-            f"augstream: epoch {epoch + 1} waited {self._waited:.2f} s for data "
+        recovered = (
+            f"; {recoveries:.0f} reconnect{'s' * (recoveries != 1)} ({seconds:.1f} s)"
+            if recoveries
+            else ""
+        )
+        # Printed when the next epoch begins: Keras' progress bar, a callback after this
+        # one, finishes the epoch's line only now.
+        self._pending = (
+            f"augstream: epoch {epoch + 1} waited {waited:.2f} s for data "
             f"({100 * record['input_wait_fraction']:.0f}% of {elapsed:.2f} s), "
-            f"{record['batches_per_second']:.1f} batches/s"
+            f"{record['batches_per_second']:.1f} batches/s{recovered}"
         )
 
 
@@ -307,7 +337,7 @@ class RemoteIterator(StreamDataset):
             if self._sequential is None:
                 self._sequential = self._connected().stream(self.spec)
             stream = self._sequential
-        return self._convert(stream.next_batch())
+        return self._convert(told(stream.next_batch))
 
     def next(self) -> Any:
         """Keras 2 style alias of ``next(iterator)``."""

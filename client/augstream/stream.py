@@ -32,6 +32,7 @@ from ._connection import RetryPolicy, connect
 from ._discovery import Endpoint, Replicas
 from ._exceptions import StreamClosedError
 from ._fleet import Fleet, agreeing, fingerprints, window_for
+from ._recovery import TALLY
 from ._schedule import Schedule
 
 __all__ = ["Batch", "RetryPolicy", "Stream"]
@@ -283,7 +284,9 @@ class Stream(Iterator[Any]):
         except BaseException as exc:
             self._failed = exc
             raise
-        self._fleet.consumed(time.perf_counter() - started)
+        waited = time.perf_counter() - started
+        self._fleet.consumed(waited)
+        TALLY.wait(waited)
         batch = _as_batch(item, self._header)
         with self._lock:
             self._position = following((batch.epoch, batch.index), len(self))

@@ -7,6 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from ._recovery import told
 from .stream import Stream
 
 __all__ = ["as_dataset"]
@@ -44,7 +45,7 @@ def as_dataset(stream: Stream) -> tf.data.Dataset:
     def generate() -> Any:
         while True:
             try:
-                batch = stream.next_batch()
+                batch = told(stream.next_batch)
             except StopIteration:
                 return
             element = batch.as_keras()
