@@ -193,9 +193,11 @@ def _problem(loc: list[Any], errors: list[dict[str, Any]], body: Any) -> str:
     found, value = _value(body, loc)
     notes = [f"got {_shown(value)}"] if found and "got" not in messages[0] else []
     hint = ""
-    if errors[0].get("type") == "literal_error":  # the message lists the choices
+    kind = errors[0].get("type")
+    if kind == "literal_error":  # the message lists the choices
         hint = suggest(value, _CHOICE.findall(messages[0])) if isinstance(value, str) else ""
-    elif len(loc) == 1 and allowed(str(loc[0])):
+    elif kind != "value_error" and len(loc) == 1 and allowed(str(loc[0])):
+        # (A check's own message says what it expected: the type's range would only blur it.)
         notes.append(f"allowed: {allowed(str(loc[0]))}")
     detail = f" ({'; '.join(notes)})" if notes else ""
     return f"{field}: {' or '.join(messages)}{detail}{hint}"

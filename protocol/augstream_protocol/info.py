@@ -24,6 +24,9 @@ class DatasetInfo(BaseModel):
     #: ``class_mode="mask"``): its image + mask pairs (its "classes" are then the two
     #: folders). None for any other dataset.
     mask_pairs: int | None = None
+    #: Why the dataset has no samples (what it holds instead, the layout it needs); None
+    #: when it has some.
+    note: str | None = None
 
 
 class FileListing(BaseModel):

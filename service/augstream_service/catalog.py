@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .sources import Listing, SourceError, list_class_folders, list_manifest
+from .sources import Listing, SourceError, list_class_folders, list_manifest, why_empty
 from .stores import Store, refuse_relative
 
 __all__ = [
@@ -180,6 +180,18 @@ class Dataset:
                 self._relist(keep_old=self._listing is not None)
             assert self._listing is not None
             return self._listing
+
+    def empty_reason(self) -> str | None:
+        """Why the dataset has no samples (None when it has some): what it holds instead,
+        and the layout it should have."""
+        if self.listing.files:
+            return None
+        if self._manifest is not None:
+            return f"its manifest {self._manifest[0]!r} names no images"
+        try:
+            return why_empty(self.store, self.name)
+        except SourceError as exc:
+            return f"it cannot be listed: {exc}"
 
     def all_files(self) -> frozenset[str] | None:
         """Every file below the root, listed again with the dataset (None for a store that

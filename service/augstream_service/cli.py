@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import logging
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_serve_arguments", "serve"]
 
@@ -81,6 +82,38 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _check_folders(app: Any, folders: list[Path]) -> None:
+    """Warn, at start, of each folder that would be served with no images, saying why (a
+    flat folder without class folders, most often) and what layout it needs."""
+    from .catalog import DatasetUnavailableError
+
+    catalog = app.state.augstream.catalog
+    for folder in folders:
+        dataset = catalog.get(Path(folder).resolve().name)
+        try:
+            reason = dataset.empty_reason()
+        except DatasetUnavailableError as exc:
+            reason = str(exc)
+        if reason is not None:
+            logging.getLogger("augstream").warning(
+                "dataset %r (%s) has no images: %s", dataset.name, folder, reason
+            )
+
+
+def _tell_trainers(host: str, port: int) -> None:
+    from .wheels import wheel_path
+
+    shown = host if host not in ("0.0.0.0", "::") else "THIS-HOST"
+    shown = f"[{shown}]" if ":" in shown else shown
+    logging.getLogger("augstream").info(
+        'trainers install the matching client with: pip install "augstream[keras] @ '
+        'http://%s:%d%s"',
+        shown,
+        port,
+        wheel_path(),
+    )
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     from pydantic import ValidationError
@@ -148,6 +181,8 @@ def serve(args: argparse.Namespace) -> int:
             args.host,
         )
     app = create_app(settings)
+    _check_folders(app, settings.datasets)
+    _tell_trainers(args.host, args.port)
     # On SIGTERM streams end with go-away frames; their clients resume elsewhere.
     # uvicorn re-raises the Ctrl-C it handled as KeyboardInterrupt: that was a clean stop.
     with contextlib.suppress(KeyboardInterrupt):

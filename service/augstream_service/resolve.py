@@ -38,7 +38,8 @@ def resolve_listing(spec: StreamSpec, dataset: Dataset) -> Listing:
         listing = listing.split(spec.validation_split, spec.subset)
     if not listing.files:
         what = f"the {spec.subset} subset of " if spec.subset else ""
-        raise PlanError("dataset", f"{what}dataset {dataset.name!r} has no images")
+        why = "" if spec.subset or spec.classes else f": {dataset.empty_reason()}"
+        raise PlanError("dataset", f"{what}dataset {dataset.name!r} has no images{why}")
     return listing
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
 from fastapi.openapi.models import Example
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from augstream_protocol.info import InputWait
@@ -26,6 +26,7 @@ from .producer import FrameStreamResponse, stream_frames
 from .resolve import resolve_samples
 from .shared import listing_generation, stream_identity
 from .state import State
+from .uploads import UnknownArrayError
 from .wheels import wheel_path
 
 __all__ = ["router"]
@@ -132,6 +133,7 @@ def _info(dataset: Dataset) -> dict[str, Any]:
         "class_indices": listing.class_indices,
         "class_counts": dict(zip(listing.class_names, counts, strict=True)),
         "mask_pairs": pair_count(dataset),
+        "note": dataset.empty_reason(),
     }
 
 
@@ -214,11 +216,20 @@ def cache_figures(state: State) -> dict[str, Any]:
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the .npy bytes")]
 
 
-@router.get("/v1/arrays/{digest}", summary="Whether an uploaded array is here, and its shape")
-def array_info(state: State, digest: Digest) -> dict[str, Any]:
+@router.get(
+    "/v1/arrays/{digest}",
+    summary="Whether an uploaded array is here, and its shape",
+    responses={404: {"description": "Not here (yet): upload it. Not counted as an error"}},
+)
+def array_info(state: State, digest: Digest) -> Any:
     """200 with its dtype and shape if the array is stored (so a client need not send it
-    again), 404 if not."""
-    return state.uploads.info(digest).as_dict()
+    again), 404 if not. A client asks before every upload, so a 404 here answers a
+    question rather than refuses a request: it is not counted among ``/metrics``' errors
+    (nor the page's)."""
+    try:
+        return state.uploads.info(digest).as_dict()
+    except UnknownArrayError as exc:
+        return JSONResponse({"message": str(exc), "detail": str(exc)}, status_code=404)
 
 
 @router.put(

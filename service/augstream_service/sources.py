@@ -27,6 +27,7 @@ __all__ = [
     "list_class_folders",
     "list_manifest",
     "refuse_relative",
+    "why_empty",
 ]
 
 #: Keras' list plus WebP, compared case-insensitively.
@@ -100,6 +101,27 @@ def list_class_folders(store: Store) -> Listing:
     return Listing(
         class_names=tuple(classes), files=tuple(files), labels=np.array(labels, dtype=np.int64)
     )
+
+
+def why_empty(store: Store, name: str) -> str:
+    """Why a dataset listed as class folders (``flow_from_directory``'s layout) holds no
+    images, in words that say which layout is expected."""
+    extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+    expected = (
+        f"a dataset is a folder with one subfolder per class ({name}/cat/*.jpg, "
+        f"{name}/dog/*.jpg, ...)"
+    )
+    classes = store.folders()
+    if not classes:
+        loose = [f for f in store.files_below("") if _is_image(f)]
+        if loose:
+            return (
+                f"its {len(loose)} images lie at its top level, with no class folders: "
+                f"{expected}; move them into class folders (a single folder makes one "
+                "class), or list them with their labels in a manifest"
+            )
+        return f"it holds no images ({extensions}): {expected}"
+    return f"its class folders {classes[:5]} hold no images ({extensions}): {expected}"
 
 
 def list_manifest(

@@ -114,9 +114,11 @@ def test_a_bad_value_is_named_alike_by_client_and_server(server_url: str, field:
         assert "got " in message or repr(BAD[field]) in message, message
         if field in MEANT:
             assert f"did you mean {MEANT[field]!r}?" in message, message
-        # What is allowed: the choices (pydantic lists them), or the type and range.
+        # What is allowed: the choices (pydantic lists them), the type and range, or what a
+        # field's own check expected.
         choices = (allowed(field) or "").startswith("one of ")
-        assert ("Input should be " if choices else "allowed: ") in message, message
+        said = ("Input should be ",) if choices else ("allowed: ", "expected ", "must be ")
+        assert any(words in message for words in said), message
         assert isinstance(error, ValueError)
     assert (mine.caught_by, theirs.caught_by) == ("client", "server")
     assert "caught by the client, before any request" in str(mine)
@@ -138,8 +140,10 @@ def test_a_misspelled_field_or_keyword_gets_a_did_you_mean(server_url: str) -> N
 
 
 def test_the_front_end_refuses_bad_values_at_construction(server_url: str) -> None:
-    with pytest.raises(InvalidSpecError, match=r"zoom_range: .*\(allowed: "):
+    with pytest.raises(InvalidSpecError, match=r"zoom_range: expected \[lower, upper\]"):
         augstream.ImageDataGenerator(server=server_url, zoom_range=[2, 1])
+    with pytest.raises(InvalidSpecError, match=r"rotation_range: .*\(got 400; allowed: "):
+        augstream.ImageDataGenerator(server=server_url, rotation_range=400)
     with pytest.raises(InvalidSpecError, match="did you mean 'nearest'"):
         augstream.ImageDataGenerator(server=server_url, fill_mode="neareast")
 
