@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .pipeline import StreamPlan
     from .settings import Settings
 
-__all__ = ["ProcessPool", "WorkerLostError"]
+__all__ = ["PoolClosedError", "ProcessPool", "WorkerLostError"]
 
 log = logging.getLogger("augstream.processes")
 
@@ -55,6 +55,10 @@ _TASK_TIMEOUT_S = 300.0
 
 class WorkerLostError(RuntimeError):
     """A worker process exited, or did not answer, while it had a batch's samples."""
+
+
+class PoolClosedError(RuntimeError):
+    """The server is stopping: its workers are gone and the batch is no longer wanted."""
 
 
 class _Blocks:
@@ -194,9 +198,12 @@ class ProcessPool:
         self._lock = threading.Lock()
         self._workers = [_Worker(i, count, self._settings_json) for i in range(count)]
         self.restarts = 0
+        self._closed = False
 
     def _worker(self, index: int) -> _Worker:
         with self._lock:
+            if self._closed:
+                raise PoolClosedError("the server is stopping")
             worker = self._workers[index]
             if not worker.alive:
                 log.warning("worker process %d exited; starting it again", index)
@@ -224,6 +231,8 @@ class ProcessPool:
         try:
             errors, seconds = self._dispatch(plan, epoch, ids, block.name, x, mask_shape)
         except WorkerLostError as exc:
+            if self._closed:  # stopped under it: the stream that wanted it is gone
+                raise PoolClosedError("the server is stopping") from exc
             log.warning("%s: the batch is made in the server process", exc)
             errors, seconds = make_samples(spec, plan.source, epoch, ids, x, masks, range(len(ids)))
         return x, masks, errors, seconds
@@ -297,6 +306,7 @@ class ProcessPool:
     def close(self) -> None:
         """Stop the workers and free the shared memory."""
         with self._lock:
+            self._closed = True
             workers, self._workers = self._workers, []
         for worker in workers:
             worker.stop()

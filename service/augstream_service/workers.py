@@ -161,11 +161,16 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
             if masks is not None:
                 mask_view = np.ndarray(masks, dtype=np.uint8, buffer=buffer, offset=x.nbytes)
             errors, seconds = make_samples(plan.spec, plan.source, epoch, ids, x, mask_view, slots)
-            reply = ("done", ident, errors, seconds, tally.taken(), reader.figures())
-            conn.send_bytes(pickle.dumps(reply))
+            reply: tuple[Any, ...] = (
+                "done", ident, errors, seconds, tally.taken(), reader.figures()
+            )  # fmt: skip
         except Exception as exc:  # reported to the main process, which makes it itself
             log.exception("worker %d could not make task %d", index, ident)
-            conn.send_bytes(pickle.dumps(("failed", ident, f"{type(exc).__name__}: {exc}")))
+            reply = ("failed", ident, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send_bytes(pickle.dumps(reply))
+        except OSError:  # the server closed the pipe (it is stopping): nobody is waiting
+            return
 
 
 if __name__ == "__main__":

@@ -124,3 +124,25 @@ def test_a_worker_that_dies_is_replaced_and_no_batch_is_lost(roots: list[Path]) 
     assert restarts >= 1
     # Every block the pool made was unlinked when the server stopped.
     assert {f for f in os.listdir("/dev/shm") if f.startswith("psm_")} <= before
+
+
+def test_a_server_stopped_under_its_workers_stops_quietly(
+    roots: list[Path], caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Batches in the workers' hands when the server stops are nobody's any more: neither made
+    # again in the server nor reported as lost workers, and the workers leave without a trace.
+    spec = {"dataset": "pets", "target_size": (512, 512), "batch_size": 24, "seed": 1,
+            "rotation_range": 15, "blur_sigma_range": [2, 3]}  # fmt: skip
+    app = create_app(Settings(datasets=roots, threads=2, processes=2, prefetch=8))
+    caplog.set_level("WARNING", logger="augstream.processes")
+    server = BackgroundServer(app)
+    with server, Client(server.url) as client:
+        stream = client.stream(**spec)
+        for _ in range(3):
+            stream.next_batch(timeout=60)
+        pool = app.state.augstream.processes
+        workers = [w.process for w in pool._workers]
+    stream.close()
+    assert all(w.wait(timeout=10) == 0 for w in workers)
+    assert not [r for r in caplog.records if r.name == "augstream.processes"]
+    assert "Traceback" not in capfd.readouterr().err
