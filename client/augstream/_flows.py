@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from augstream_protocol.fields import Shard
 from augstream_protocol.spec import StreamSpec
 
 from ._dataframe import check_label_types, encode_rows, file_names
+from ._distribution import front_shard
 from ._exceptions import InvalidSpecError
 
 if TYPE_CHECKING:
@@ -29,6 +31,12 @@ __all__ = ["COLOR_MODES", "Flows"]
 
 #: Channels of an image array -> the ``color_mode`` that streams it.
 COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+
+
+def _sharded(given: Any) -> dict[str, Any]:
+    """The spec's ``shard`` field for a flow (none when the flow reads whole epochs)."""
+    shard = front_shard(given)
+    return {} if shard is None else {"shard": shard}
 
 
 class Flows:
@@ -65,10 +73,17 @@ class Flows:
         subset: str | None = None,
         interpolation: str = "nearest",
         keep_aspect_ratio: bool = False,
+        *,
+        shard: tuple[int, int] | Shard | None = None,
     ) -> RemoteIterator:
         """Batches from the server's dataset ``directory``, as Keras' method of that name.
 
         ``directory`` is a dataset name (``augstream serve /data/cats`` offers ``cats``).
+        ``shard=(index, count)``: this trainer is worker ``index`` of ``count`` data-parallel
+        workers and reads its own part of every epoch, as many batches as every other
+        worker (``Shard.equal``); unset, it is read from the framework's environment
+        (``TF_CONFIG``, Keras' or JAX's distribution) when there is one, else the whole
+        epoch. The same goes for ``flow`` and ``flow_from_dataframe``.
         """
         if save_to_dir is not None:
             raise ValueError("save_to_dir is not supported: the images live on the server")
@@ -91,6 +106,7 @@ class Flows:
             subset=subset,
             interpolation=interpolation,
             keep_aspect_ratio=keep_aspect_ratio,
+            **_sharded(shard),
         )
         return self._iterator(self._client(), spec)
 
@@ -107,6 +123,8 @@ class Flows:
         save_format: str = "png",
         ignore_class_split: bool = False,
         subset: str | None = None,
+        *,
+        shard: tuple[int, int] | Shard | None = None,
     ) -> RemoteIterator:
         """Batches of in-memory images ``x`` (rank 4) with labels ``y``, as Keras' ``flow``.
 
@@ -165,6 +183,7 @@ class Flows:
             shuffle=shuffle,
             seed=seed if seed is not None else secrets.randbelow(2**31),
             subset=subset,
+            **_sharded(shard),
         )
         return self._iterator(client, spec)
 
@@ -188,6 +207,8 @@ class Flows:
         subset: str | None = None,
         interpolation: str = "nearest",
         validate_filenames: bool = True,
+        *,
+        shard: tuple[int, int] | Shard | None = None,
         **kwargs: Any,
     ) -> RemoteIterator:
         """Batches of the files a table names, as Keras' method of that name.
@@ -267,6 +288,7 @@ class Flows:
             seed=seed if seed is not None else secrets.randbelow(2**31),
             subset=subset,
             interpolation=interpolation,
+            **_sharded(shard),
         )
         iterator = self._iterator(client, spec)
         kept = iterator.rows or []

@@ -26,6 +26,7 @@ import numpy as np
 from augstream_protocol.info import StreamHeader
 from augstream_protocol.spec import StreamSpec
 
+from ._distribution import front_shard
 from ._invalid import spec_from
 from ._recovery import TALLY, told
 from .client import Client
@@ -73,6 +74,9 @@ class StreamDataset(keras.utils.PyDataset):  # type: ignore[misc]
         self._given: Client | None = client if isinstance(client, Client) else None
         self._api_key = api_key
         merged = {**(spec.model_dump(exclude_unset=True) if spec else {}), **fields}
+        if "shard" not in merged:
+            # One of several data-parallel workers, by the framework's environment.
+            merged.update({} if (shard := front_shard(None)) is None else {"shard": shard})
         resolved = spec_from(merged)
         if resolved.epochs is not None:
             raise ValueError("a StreamDataset is endless: leave epochs unset")

@@ -71,7 +71,7 @@ class _Pair(Frozen):
     @classmethod
     def _from_pair(cls, value: Any) -> Any:
         if isinstance(value, list | tuple):
-            names = list(cls.model_fields)
+            names = list(cls.model_fields)[:2]
             if len(value) != 2:
                 raise ValueError(f"expected ({', '.join(names)}), got {value!r}")
             return dict(zip(names, value, strict=True))
@@ -88,12 +88,19 @@ class Position(_Pair):
 
 
 class Shard(_Pair):
-    """Shard ``index`` of ``count``: disjoint slices that together cover every epoch once."""
+    """Shard ``index`` of ``count``: disjoint slices that together cover every epoch once
+    (or, ``equal``, all of it but fewer than ``count`` samples)."""
 
     index: NonNegativeInt = 0
     """This shard's number, 0-based and below ``count``."""
     count: Annotated[int, Field(ge=1, le=65536)] = 1
     """How many shards the epoch is cut into; 1 (the default) streams the whole epoch."""
+    equal: bool = False
+    """Give every shard ``N // count`` of the epoch's ``N`` samples, leaving out the last
+    ``N % count`` of its (shuffled) order, other samples each epoch: data-parallel workers
+    then run the same number of steps with batches of the same sizes, as ``tf.data``'s
+    sharding with ``drop_remainder``. Off: shards differ by at most one sample and every
+    sample is served each epoch."""
 
     @model_validator(mode="after")
     def _index_in_range(self) -> Shard:

@@ -115,14 +115,15 @@ class StreamPlan:
     @property
     def samples(self) -> int:
         """Samples per epoch in this stream's shard."""
-        return sampling.shard_size(len(self.source), self.spec.shard.index, self.spec.shard.count)
+        shard = self.spec.shard
+        return sampling.shard_size(len(self.source), shard.index, shard.count, shard.equal)
 
     @property
     def batches_per_epoch(self) -> int:
         """Batches per epoch in this stream's shard."""
         spec = self.spec
         return sampling.batches_per_epoch(
-            len(self.source), spec.batch_size, spec.shard.index, spec.shard.count
+            len(self.source), spec.batch_size, spec.shard.index, spec.shard.count, spec.shard.equal
         )
 
     def header(self) -> dict[str, Any]:
@@ -164,6 +165,7 @@ class StreamPlan:
             shuffle=spec.shuffle,
             shard_index=spec.shard.index,
             shard_count=spec.shard.count,
+            equal=spec.shard.equal,
         )
         # apply() writes the uint8 pixels into a uint8 buffer and stops there.
         dtype = "uint8" if compact else spec.output_dtype

@@ -2,7 +2,9 @@
 
 Everything here depends only on its arguments, so any server, thread or restart computes
 the same order (the determinism invariant). A shard is a stride through the epoch's
-permutation, so shards are disjoint and together cover the epoch exactly once.
+permutation, so shards are disjoint and together cover the epoch exactly once; *equal* shards
+(data-parallel trainers, which must run the same number of steps) each take ``n // count``
+of them, leaving out the epoch's last ``n % count`` positions, other samples each epoch.
 """
 
 from __future__ import annotations
@@ -47,14 +49,17 @@ def epoch_order(
     return order
 
 
-def shard_size(n: int, index: int, count: int) -> int:
-    """How many of an epoch's ``n`` samples shard ``index`` of ``count`` receives."""
-    return len(range(index, n, count))
+def shard_size(n: int, index: int, count: int, equal: bool = False) -> int:
+    """How many of an epoch's ``n`` samples shard ``index`` of ``count`` receives (``equal``:
+    every shard the same, ``n // count``)."""
+    return n // count if equal else len(range(index, n, count))
 
 
-def batches_per_epoch(n: int, batch_size: int, shard_index: int = 0, shard_count: int = 1) -> int:
+def batches_per_epoch(
+    n: int, batch_size: int, shard_index: int = 0, shard_count: int = 1, equal: bool = False
+) -> int:
     """Batches in one epoch of a shard; the last one may be short, as in Keras."""
-    return math.ceil(shard_size(n, shard_index, shard_count) / batch_size)
+    return math.ceil(shard_size(n, shard_index, shard_count, equal) / batch_size)
 
 
 def batch_indices(
@@ -67,12 +72,15 @@ def batch_indices(
     shuffle: bool,
     shard_index: int = 0,
     shard_count: int = 1,
+    equal: bool = False,
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The dataset indices of batch ``batch`` of ``epoch`` in one shard."""
-    total = batches_per_epoch(n, batch_size, shard_index, shard_count)
+    total = batches_per_epoch(n, batch_size, shard_index, shard_count, equal)
     if not 0 <= batch < total:
         raise IndexError(f"batch {batch} out of range: an epoch has {total} batches")
     shard = epoch_order(n, seed, epoch, shuffle)[shard_index::shard_count]
+    if equal:
+        shard = shard[: n // shard_count]
     return shard[batch * batch_size : (batch + 1) * batch_size]
 
 

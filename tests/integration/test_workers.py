@@ -1,0 +1,72 @@
+"""Data-parallel training over several workers: each worker process reads its own part of
+every epoch, told by the framework's environment; together they read each sample once (all
+but fewer than one per worker), in the same number of steps each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 2
+EPOCHS = 2
+#: One trainer worker: the front end as a user writes it, with nothing about shards.
+WORKER = """
+import json, os
+os.environ["KERAS_BACKEND"] = "jax" if {jax} else os.environ.get("KERAS_BACKEND", "tensorflow")
+from augstream import ImageDataGenerator
+train = ImageDataGenerator(server={url!r}).flow_from_directory(
+    "pets", target_size=(8, 8), batch_size=3, seed=11
+)
+epochs = [[train.batch(e, b).sample_ids for b in range(len(train))] for e in range({epochs})]
+train.close()
+print(json.dumps({{"steps": len(train), "epochs": epochs}}))
+"""
+
+
+def _has_jax() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_worker_processes_split_every_epoch_with_equal_steps(server_url: str) -> None:
+    code = WORKER.format(url=server_url, epochs=EPOCHS, jax=_has_jax())
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "TF_CPP_MIN_LOG_LEVEL": "3",
+                "KERAS_DISTRIBUTION_NUM_PROCESSES": str(WORKERS),
+                "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
+            },
+            cwd=Path(__file__).parents[2],
+        )
+        for index in range(WORKERS)
+    ]
+    results = []
+    for process in processes:
+        out, _ = process.communicate(timeout=180)
+        assert process.returncode == 0
+        results.append(json.loads(out.splitlines()[-1]))
+    # pets: 19 images; 2 workers take 9 each (3, 3, 3 a step), one sits each epoch out.
+    assert [r["steps"] for r in results] == [3] * WORKERS
+    left_out = []
+    for epoch in range(EPOCHS):
+        sizes = {tuple(len(batch) for batch in r["epochs"][epoch]) for r in results}
+        assert sizes == {(3, 3, 3)}  # no worker waits for a batch another lacks
+        ids = [i for r in results for batch in r["epochs"][epoch] for i in batch]
+        assert len(ids) == len(set(ids)) == 18
+        left_out.append(set(range(19)) - set(ids))
+    assert all(len(x) == 1 for x in left_out) and left_out[0] != left_out[1]
