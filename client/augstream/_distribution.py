@@ -82,8 +82,10 @@ def front_shard(given: Any) -> Shard | dict[str, Any] | None:
     """The shard a front-end flow streams (the spec's ``shard``, checked with the rest of
     it): ``given`` (``(index, count)``, or a ``Shard`` as it is), else the framework's
     environment's; equal shards. None: the whole epoch (leave the field unset)."""
-    if isinstance(given, Shard | Mapping):
+    if isinstance(given, Shard):
         return given
+    if isinstance(given, Mapping):
+        return dict(given)
     source = "given"
     if given is None:
         found = shard_from_environment()

@@ -60,9 +60,7 @@ def _through(server_url: str, budget: Callable[[int], int | None]) -> CuttingPro
 
 
 def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [
-        r.getMessage() for r in caplog.records if r.name == "augstream" and r.levelno == level
-    ]
+    return [r.getMessage() for r in caplog.records if r.name == "augstream" and r.levelno == level]
 
 
 def test_a_server_that_comes_back_is_one_warning_and_a_stall_report(
@@ -104,7 +102,10 @@ def test_a_server_that_stays_down_ends_fit_with_the_augstream_error(
 ) -> None:
     proxy = _through(server_url, lambda n: BREAK if n == 0 else 0)
     try:
-        with caplog.at_level(logging.INFO, logger="augstream"), pytest.raises(Exception) as info:
+        with (
+            caplog.at_level(logging.INFO, logger="augstream"),
+            pytest.raises(Exception, match="stream lost at batch ") as info,
+        ):
             _fit(proxy.url, RetryPolicy(attempts=2, backoff_s=0.05), [])
     finally:
         proxy.close()
