@@ -39,7 +39,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="worker threads for decoding and augmentation (default: one per core)",
+        help="worker threads for decoding and augmentation (default: one per core the "
+        "server may use: its CPU affinity and the container's quota)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes that make the batches' samples, each with its own GIL "
+        "(default: one per core from 8 cores on, 0 below: the threads make them)",
     )
     parser.add_argument(
         "--prefetch",
@@ -128,6 +136,7 @@ def serve(args: argparse.Namespace) -> int:
         key: value
         for key, value in {
             "threads": args.threads,
+            "processes": args.processes,
             "prefetch": args.prefetch,
             "upload_dir": args.upload_dir,
             "on_corrupt": args.on_corrupt,

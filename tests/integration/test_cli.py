@@ -64,6 +64,8 @@ def test_serve_folders_and_a_config_then_stream(
         str(port),
         "--threads",
         "1",
+        "--processes",  # the workers build the catalog from the same settings
+        "2",
         "--log-level",
         "warning",
     ]
@@ -77,6 +79,7 @@ def test_serve_folders_and_a_config_then_stream(
                 with client.stream(dataset=name, target_size=(16, 16), batch_size=4) as stream:
                     x, y = next(stream)
                     assert x.shape == (4, 16, 16, 3) and y.shape == (4, 3)
+        assert httpx.get(f"{url}/v1/cache", timeout=30).json()["processes"] == 2
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
