@@ -43,7 +43,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     check_mode(settings.numerics)
     fingerprint()  # computed now (~0.1 s), not inside the first stream's request
     slots = StreamSlots(settings.max_streams, settings.max_streams_per_key)
-    reader = ImageReader(settings.byte_cache_bytes, settings.image_cache_bytes)
+    # With worker processes the caches' bytes are shared out: a part each, and one for this
+    # process (previews, fits, a batch made here when a worker is lost).
+    shares = settings.processes + 1 if settings.processes and catalog is None else 1
+    reader = ImageReader(settings.byte_cache_bytes // shares, settings.image_cache_bytes // shares)
     # The caches' figures are the server's and, with worker processes, theirs too.
     metrics = Metrics(active_streams=lambda: slots.active, caches=lambda: state.cache_figures())
     reader.metrics = metrics

@@ -100,7 +100,10 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
     )
     tally = _Tally()
     reader = ImageReader(
-        settings.byte_cache_bytes // count, settings.image_cache_bytes // count, tally
+        # A part of the caches each, and one for the server process (``app.create_app``).
+        settings.byte_cache_bytes // (count + 1),
+        settings.image_cache_bytes // (count + 1),
+        tally,
     )
     uploads = UploadStore(
         settings.upload_dir,
