@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .batching import allocate_images, allocate_masks
 from .making import make_samples
 from .metrics import Metrics
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from .pipeline import StreamPlan
     from .settings import Settings
 
-__all__ = ["PoolClosedError", "ProcessPool", "WorkerLostError"]
+__all__ = ["PoolClosedError", "ProcessPool", "SharedMemoryFullError", "WorkerLostError"]
 
 log = logging.getLogger("augstream.processes")
 
@@ -51,6 +52,13 @@ Array = np.ndarray[Any, Any]
 _FREE_BYTES = 512 << 20
 #: Longest wait for a worker's part of a batch before the main process makes it itself.
 _TASK_TIMEOUT_S = 300.0
+#: Below this much free shared memory at start the server warns (a container's /dev/shm is
+#: 64 MiB unless it is given more).
+_SHM_WARN_BYTES = 1 << 30
+
+
+class SharedMemoryFullError(RuntimeError):
+    """/dev/shm has no room for a batch's block."""
 
 
 class WorkerLostError(RuntimeError):
@@ -79,6 +87,14 @@ class _Blocks:
                 self._free_bytes -= size
                 return free.pop()
             block = SharedMemory(create=True, size=max(1, size))
+            try:
+                # Reserve the pages now: a tmpfs without room would otherwise take the block
+                # and kill whoever first writes past its end (SIGBUS).
+                _reserve(block.name, block.size)
+            except OSError as exc:
+                block.close()
+                block.unlink()
+                raise SharedMemoryFullError(f"/dev/shm: {exc.strerror}") from exc
             self._all[block.name] = block
             return block
 
@@ -107,6 +123,19 @@ class _Blocks:
             block.unlink()
         for block in free:
             block.close()
+
+
+def _reserve(name: str, size: int) -> None:
+    fd = os.open(f"/dev/shm/{name.lstrip('/')}", os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+
+
+def _shm_free() -> int:
+    found = os.statvfs("/dev/shm")
+    return found.f_bavail * found.f_frsize
 
 
 class _Worker:
@@ -199,6 +228,16 @@ class ProcessPool:
         self._workers = [_Worker(i, count, self._settings_json) for i in range(count)]
         self.restarts = 0
         self._closed = False
+        self._told_full = False
+        free = _shm_free()
+        if free < _SHM_WARN_BYTES:
+            log.warning(
+                "/dev/shm has %d MiB free: worker processes pass batches through it, and a "
+                "batch that finds no room is made in the server process (slower); give the "
+                "container more (docker run --shm-size, compose shm_size, a Memory emptyDir "
+                "at /dev/shm)",
+                free >> 20,
+            )
 
     def _worker(self, index: int) -> _Worker:
         with self._lock:
@@ -223,7 +262,10 @@ class ProcessPool:
         x_bytes = math.prod(x_shape) * np.dtype(dtype).itemsize
         mask_shape = (len(ids), height, width, 1) if spec.class_mode == "mask" else None
         size = x_bytes + (math.prod(mask_shape) if mask_shape else 0)
-        block = self._blocks.take(size)
+        try:
+            block = self._blocks.take(size)
+        except SharedMemoryFullError as exc:
+            return self._here(plan, epoch, ids, dtype, exc)
         base = np.ndarray((size,), dtype=np.uint8, buffer=block.buf)
         weakref.finalize(base, self._blocks.give, block)
         x = base[:x_bytes].view(dtype).reshape(x_shape)
@@ -235,6 +277,24 @@ class ProcessPool:
                 raise PoolClosedError("the server is stopping") from exc
             log.warning("%s: the batch is made in the server process", exc)
             errors, seconds = make_samples(spec, plan.source, epoch, ids, x, masks, range(len(ids)))
+        return x, masks, errors, seconds
+
+    def _here(
+        self, plan: StreamPlan, epoch: int, ids: list[int], dtype: str, why: Exception
+    ) -> tuple[Array, Array | None, list[str | None], float]:
+        """The batch made in this process, in ordinary memory (shared memory is full)."""
+        if not self._told_full:
+            self._told_full = True
+            log.warning(
+                "%s (%d MiB free): batches that find no room are made in the server process "
+                "until there is; give the container more shared memory",
+                why,
+                _shm_free() >> 20,
+            )
+        spec = plan.spec
+        x = allocate_images(len(ids), spec, dtype)
+        masks = allocate_masks(len(ids), spec) if spec.class_mode == "mask" else None
+        errors, seconds = make_samples(spec, plan.source, epoch, ids, x, masks, range(len(ids)))
         return x, masks, errors, seconds
 
     def _dispatch(

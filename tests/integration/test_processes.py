@@ -4,6 +4,7 @@ without a batch lost, no shared memory left behind."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Iterator
@@ -152,3 +153,26 @@ def test_a_server_stopped_under_its_workers_stops_quietly(
     assert all(w.wait(timeout=10) == 0 for w in workers)
     assert not [r for r in caplog.records if r.name == "augstream.processes"]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_full_dev_shm_makes_the_batches_in_the_server(
+    roots: list[Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A container's /dev/shm is 64 MiB unless given more: a block that finds no room must not
+    # be written past its end (SIGBUS), and the stream must not notice but in speed.
+    from augstream_service import processes
+
+    def full(name: str, size: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 5, "seed": 4,
+            "epochs": 2, "rotation_range": 20}  # fmt: skip
+    with _server(roots, 0) as threads:
+        reference = _read(threads.url, **spec)
+    monkeypatch.setattr(processes, "_reserve", full)
+    caplog.set_level("WARNING", logger="augstream.processes")
+    with _server(roots, 2) as server:
+        got = _read(server.url, **spec)
+    assert [b.x.tobytes() for b in got] == [b.x.tobytes() for b in reference]
+    told = [r.getMessage() for r in caplog.records if r.name == "augstream.processes"]
+    assert len(told) == 1 and "/dev/shm: No space left on device" in told[0]
