@@ -20,7 +20,7 @@ from benchmarks.comparison.dataset import ensure_dataset
 from benchmarks.comparison.process import serve
 from benchmarks.comparison.work import BATCH, SIZE, SPEC
 
-IMAGE_CACHE, BYTE_CACHE, PREFETCH = 256 << 20, 64 << 20, 4
+IMAGE_CACHE, BYTE_CACHE, BATCH_CACHE, PREFETCH = 256 << 20, 64 << 20, 64 << 20, 4
 
 
 def memory_mib(pid: int) -> tuple[int, int]:
@@ -40,6 +40,7 @@ def main() -> None:
     env = {
         "AUGSTREAM_IMAGE_CACHE_BYTES": str(IMAGE_CACHE),
         "AUGSTREAM_BYTE_CACHE_BYTES": str(BYTE_CACHE),
+        "AUGSTREAM_BATCH_CACHE_BYTES": str(BATCH_CACHE),
         "AUGSTREAM_PREFETCH": str(PREFETCH),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,11 +70,12 @@ def main() -> None:
                 thread.join(timeout=120)
             peak = memory_mib(pid)[1]
     batch_mib = BATCH * SIZE * SIZE * 3 / 2**20  # compact: uint8 on the wire
-    bound = rest + (IMAGE_CACHE + BYTE_CACHE) / 2**20 + args.streams * PREFETCH * batch_mib
+    caches = IMAGE_CACHE + BYTE_CACHE + BATCH_CACHE
+    bound = rest + caches / 2**20 + args.streams * PREFETCH * batch_mib
     print(
         f"{args.streams} streams for {args.seconds:.0f} s: {sum(images)} images "
         f"(slowest stream {min(images)}); server RSS at rest {rest} MiB, peak {peak} MiB; "
-        f"bound {bound:.0f} MiB = rest + caches {(IMAGE_CACHE + BYTE_CACHE) >> 20} MiB + "
+        f"bound {bound:.0f} MiB = rest + caches {caches >> 20} MiB + "
         f"{args.streams} x {PREFETCH} prefetched batches of {batch_mib:.1f} MiB"
     )
 

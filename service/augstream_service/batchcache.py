@@ -15,11 +15,13 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future, InvalidStateError
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["Allowance", "Budget", "FlightCache", "Found"]
+__all__ = ["Allowance", "Budget", "FlightCache", "Found", "relay"]
 
 V = TypeVar("V")
+R = TypeVar("R")
 
 
 class Budget(Protocol):
@@ -59,6 +61,49 @@ class Allowance:
         """Return ``nbytes``."""
         with self._lock:
             self.used -= nbytes
+
+
+def relay(
+    source: Future[V],
+    into: Future[R],
+    convert: Callable[[V], R],
+    on_cancel: Callable[[], object],
+) -> None:
+    """Settle ``into`` as ``source`` settles: cancelled, failed, or with ``convert`` of its
+    value (a failure of ``convert`` too); ``on_cancel()`` runs if ``into`` is cancelled
+    first (its caller went away). Once settled, ``into`` holds nothing that leads back to
+    ``source``: futures keep their callbacks, and a cycle through them would leave a batch
+    for the garbage collector's rare full passes rather than free it."""
+    hooks = [on_cancel]
+
+    def settled(done: Future[R]) -> None:
+        hook = hooks.pop()  # runs once, as ``into`` settles
+        if done.cancelled():
+            hook()
+
+    into.add_done_callback(settled)
+    source.add_done_callback(partial(_settle, into, convert))
+
+
+def _settle(into: Future[R], convert: Callable[[V], R], done: Future[V]) -> None:
+    try:
+        if done.cancelled():
+            into.cancel()
+        elif (error := done.exception()) is not None:
+            into.set_exception(error)
+        else:
+            try:
+                value = convert(done.result())
+            except Exception as exc:
+                into.set_exception(exc)
+            else:
+                into.set_result(value)
+    except InvalidStateError:
+        pass
+
+
+def _same(value: V) -> V:
+    return value
 
 
 class Found(Enum):
@@ -108,7 +153,7 @@ class FlightCache(Generic[V]):
                 flight = _Flight()
                 # Submitted under the lock: a caller that joins sees the task to cancel.
                 flight.task = executor.submit(self._make, key, flight, make)
-                flight.task.add_done_callback(lambda task: self._abandoned(key, flight, task))
+                flight.task.add_done_callback(partial(self._finished, key, flight))
                 self._flights[key] = flight
                 found = Found.MADE
             flight.waiters += 1
@@ -128,34 +173,20 @@ class FlightCache(Generic[V]):
 
     def _ticket(self, flight: _Flight[V]) -> Future[V]:
         ticket: Future[V] = Future()
-
-        def deliver(result: Future[V]) -> None:
-            try:
-                if result.cancelled():
-                    ticket.cancel()
-                elif (error := result.exception()) is not None:
-                    ticket.set_exception(error)
-                else:
-                    ticket.set_result(result.result())
-            except InvalidStateError:  # the caller cancelled first
-                pass
-
-        def leave(done: Future[V]) -> None:
-            if done.cancelled():
-                self._leave(flight)
-
-        ticket.add_done_callback(leave)
-        flight.result.add_done_callback(deliver)
+        relay(flight.result, ticket, _same, partial(self._leave, flight))
         return ticket
 
     def _leave(self, flight: _Flight[V]) -> None:
         with self._lock:
             flight.waiters -= 1
             if not flight.waiters and flight.task is not None:
-                flight.task.cancel()  # not started yet: ``_abandoned`` forgets it
+                flight.task.cancel()  # not started yet: ``_finished`` forgets it
 
-    def _abandoned(self, key: Hashable, flight: _Flight[V], task: Future[None]) -> None:
-        """A making cancelled before it started (its callers left, or the pool shut down)."""
+    def _finished(self, key: Hashable, flight: _Flight[V], task: Future[None]) -> None:
+        """A making ended, or was cancelled before it started (its callers left, or the pool
+        shut down)."""
+        with self._lock:
+            flight.task = None  # the task's callback holds the flight: no cycle
         if task.cancelled():
             self._forget(key, flight)
             flight.result.cancel()

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, InvalidStateError
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,7 +29,7 @@ import numpy as np
 from augstream_protocol.spec import StreamSpec
 
 from .augment.sample import is_off
-from .batchcache import Budget, FlightCache, Found
+from .batchcache import Budget, FlightCache, Found, relay
 from .catalog import Catalog, UnknownDatasetError
 from .numerics import fingerprint
 from .pipeline import EncodedBatch, ProducedBatch, StreamPlan
@@ -129,11 +129,6 @@ def _make(plan: StreamPlan, epoch: int, batch: int) -> tuple[_Made, int]:
     return _Made(produced, encoded), sum(a.nbytes for a in arrays.values()) + copies
 
 
-def _cancel_with(made: Future[_Made], out: Future[EncodedBatch]) -> None:
-    if out.cancelled():
-        made.cancel()  # the stream leaves the flight
-
-
 class SharedBatches:
     """The server's finished batches, by stream identity and position, in bytes drawn from
     ``budget``; ``on_shared(dataset, nbytes)`` hears of each batch a stream got without
@@ -157,10 +152,10 @@ class SharedBatches:
             )
             if found is Found.HELD and made.result().produced.epoch != epoch:
                 # Encoding names the epoch: on the pool, not in the event loop.
-                return executor.submit(self._deliver, plan, made.result(), epoch, True)
+                return executor.submit(self._deliver, plan, epoch, True, made.result())
             out: Future[EncodedBatch] = Future()
-            out.add_done_callback(partial(_cancel_with, made))
-            made.add_done_callback(partial(self._relay, plan, epoch, found, out))
+            deliver = partial(self._deliver, plan, epoch, found is not Found.MADE)
+            relay(made, out, deliver, made.cancel)  # a stream that leaves, leaves the flight
             return out
 
         return fetch
@@ -169,30 +164,7 @@ class SharedBatches:
         """The cache's figures: batches held, joined and made, evictions, entries, bytes."""
         return self.cache.figures()
 
-    def _relay(
-        self,
-        plan: StreamPlan,
-        epoch: int,
-        found: Found,
-        out: Future[EncodedBatch],
-        made: Future[_Made],
-    ) -> None:
-        try:
-            if made.cancelled():
-                out.cancel()
-            elif (error := made.exception()) is not None:
-                out.set_exception(error)
-            else:
-                try:
-                    encoded = self._deliver(plan, made.result(), epoch, found is not Found.MADE)
-                except Exception as exc:
-                    out.set_exception(exc)
-                else:
-                    out.set_result(encoded)
-        except InvalidStateError:  # the stream went away first
-            pass
-
-    def _deliver(self, plan: StreamPlan, made: _Made, epoch: int, shared: bool) -> EncodedBatch:
+    def _deliver(self, plan: StreamPlan, epoch: int, shared: bool, made: _Made) -> EncodedBatch:
         encoded = made.encoded
         if made.produced.epoch != epoch:
             encoded = plan.encode(dataclasses.replace(made.produced, epoch=epoch))

@@ -403,10 +403,11 @@ def test_requests_and_limits_follow_the_settings(overlay: Objects) -> None:
     server = replicas(overlay)
     env = server.env()
     names = ("threads", "prefetch", "max_streams", "byte_cache_bytes", "image_cache_bytes")
+    names += ("batch_cache_bytes",)
     setting = {name: int(env[f"AUGSTREAM_{name.upper()}"]) for name in names}
     requests, limits = (server.container["resources"][k] for k in ("requests", "limits"))
     assert quantity(requests["cpu"]) == quantity(limits["cpu"]) == setting["threads"]
-    caches = setting["byte_cache_bytes"] + setting["image_cache_bytes"]
+    caches = sum(setting[name] for name in names if name.endswith("_cache_bytes"))
     assert quantity(requests["memory"]) >= caches + (512 << 20)
     streams = setting["max_streams"] * setting["prefetch"] * BATCH_BYTES
     assert quantity(limits["memory"]) >= AT_REST_BYTES + caches + streams

@@ -4,9 +4,13 @@ others."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from functools import partial
 
 import pytest
 
@@ -118,3 +122,33 @@ def test_a_pool_that_shuts_down_cancels_its_waiters() -> None:
         waiting.result(timeout=10)
     with pytest.raises(RuntimeError):
         cache.fetch("k", sized("v"), pool)
+
+
+def test_a_batch_nobody_holds_is_freed_at_once(pool: ThreadPoolExecutor) -> None:
+    # Futures keep their callbacks: a reference cycle through them would keep an evicted
+    # batch until the garbage collector's rare full pass (server memory past the bound).
+    class Batch:
+        pass
+
+    cache: FlightCache[Batch] = FlightCache(Allowance(10))
+    gc.disable()
+    try:
+        batch = Batch()
+        gone = weakref.ref(batch)
+        release = blocked(pool)
+        make = partial(lambda held: (held, 8), batch)
+        asked = [cache.fetch("k", make, pool)[0] for _ in range(2)]
+        del make
+        del batch
+        left = asked.pop()
+        assert left.cancel()  # one caller leaves, the other takes the batch
+        release.set()
+        assert asked.pop().result(timeout=10) is gone()
+        cache.fetch("evicts k", lambda: (Batch(), 8), pool)[0].result(timeout=10)
+        del left
+        deadline = time.monotonic() + 5  # the pool's thread lets go of its task
+        while gone() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gone() is None
+    finally:
+        gc.enable()
