@@ -25,6 +25,10 @@ def as_dataset(stream: Stream) -> tf.data.Dataset:
     ``class_mode='input'``, ``(x, (y0, y1, ...))`` for ``'multi_output'``, with the sample
     weights as a third element when the stream has them, or ``x`` alone without labels. The
     dataset ends when a finite stream ends.
+
+    A sharded stream (one worker's part of each epoch, ``shard``) is marked as sharded
+    already: ``tf.distribute`` (``MultiWorkerMirroredStrategy``) would otherwise shard it
+    again by elements, keeping one batch in ``count`` of each worker's.
     """
     arrays = stream.header.arrays
     x = _spec(arrays["x"])
@@ -53,4 +57,9 @@ def as_dataset(stream: Stream) -> tf.data.Dataset:
                 element = (element[0], tuple(batch.y), *element[2:])
             yield element
 
-    return tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    if stream.spec.shard.count > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        dataset = dataset.with_options(options)
+    return dataset

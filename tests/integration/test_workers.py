@@ -70,3 +70,20 @@ def test_worker_processes_split_every_epoch_with_equal_steps(server_url: str) ->
         assert len(ids) == len(set(ids)) == 18
         left_out.append(set(range(19)) - set(ids))
     assert all(len(x) == 1 for x in left_out) and left_out[0] != left_out[1]
+
+
+@pytest.mark.keras
+def test_a_sharded_tf_dataset_is_not_sharded_again(server_url: str) -> None:
+    """Under ``MultiWorkerMirroredStrategy``, ``tf.distribute`` shards a dataset by elements
+    unless it says it is sharded already: each worker would keep one batch in ``count``."""
+    tf = pytest.importorskip("tensorflow")
+    from augstream import Client
+    from augstream.tf import as_dataset
+
+    policy = tf.data.experimental.AutoShardPolicy
+    spec = dict(dataset="pets", target_size=(8, 8), batch_size=3, epochs=1, seed=2)
+    with Client(server_url) as client:
+        for shard, expected in (((0, 1), policy.AUTO), ((1, 2), policy.OFF)):
+            with client.stream(**spec, shard={"index": shard[0], "count": shard[1]}) as stream:
+                options = as_dataset(stream).options().experimental_distribute
+                assert options.auto_shard_policy == expected
