@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,10 +107,41 @@ def _server(folders: list[Path]) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+#: Lines TensorFlow's C++ libraries write to stderr as they load, whatever
+#: ``TF_CPP_MIN_LOG_LEVEL`` says (absl's logging starts after them): twice each, as two of
+#: its libraries load.
+_BANNER = (
+    "All log messages before absl::InitializeLog() is called",
+    "oneDNN custom operations are on",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions",
+)
+
+
+@contextlib.contextmanager
+def _without_banner() -> Iterator[None]:
+    """Run the block with file descriptor 2 (where C++ writes) in a temporary file, then pass
+    on what it held but TensorFlow's load-time banner."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode(errors="replace")
+            lines = text.splitlines(keepends=True)
+            sys.stderr.write("".join(x for x in lines if not any(w in x for w in _BANNER)))
+
+
 def run_demo(epochs: int = 5, out: str = "augstream-demo", verbose: int = 1) -> int:
     """Serve the digits on a loopback port, train through the stream, print the lab table."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    with _without_banner():
+        import keras
 
     from .generator import ImageDataGenerator
     from .keras import InputStallMonitor
