@@ -88,7 +88,11 @@ def test_replicas_join_drain_and_die_mid_epoch_and_the_stream_stays_one_servers(
     counts: dict[str, Any],
 ) -> None:
     port = free_port()
-    cold = {"AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
+    cold = {
+        "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
+        "AUGSTREAM_BYTE_CACHE_BYTES": "0",
+        "AUGSTREAM_BATCH_CACHE_BYTES": "0",
+    }
     hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
     replicas = {h: server_process(odd_root, host=h, port=port, **cold) for h in hosts}
     for host in hosts[:3]:

@@ -70,10 +70,15 @@ def _check(got: list[Batch], reference: list[Batch], counts: dict[str, Any]) -> 
 def test_exactly_once_across_two_server_deaths(
     odd_root: Path, server_process: type[ServerProcess], how: str, counts: dict[str, Any]
 ) -> None:
-    # Without the image cache the server makes batches at decoding pace, as on a cold start;
+    # Without the image and batch caches the server makes batches at decoding pace, as on a
+    # cold start (the batch cache would serve the second read from the first one);
     # from a warm cache it could send the rest of the epoch into the socket buffers before a
     # death, and the client would never see it.
-    cold = {"AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
+    cold = {
+        "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
+        "AUGSTREAM_BYTE_CACHE_BYTES": "0",
+        "AUGSTREAM_BATCH_CACHE_BYTES": "0",
+    }
     server = server_process(odd_root, **cold).start()
     reference, _ = _read_all(server.url)
     assert len(reference) == 2 * 30  # 117 images in batches of 4: 30 per epoch, the last of 1
@@ -94,7 +99,11 @@ def test_exactly_once_across_two_server_deaths(
 def test_a_replica_killed_mid_epoch_hands_its_batches_to_the_others(
     odd_root: Path, server_process: type[ServerProcess], counts: dict[str, Any]
 ) -> None:
-    cold = {"AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
+    cold = {
+        "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
+        "AUGSTREAM_BYTE_CACHE_BYTES": "0",
+        "AUGSTREAM_BATCH_CACHE_BYTES": "0",
+    }
     servers = [server_process(odd_root, **cold).start() for _ in range(3)]
     reference, _ = _read_all(servers[0].url)
     # Ranges of batches go to whichever replica is ready; the killed one's unfinished
