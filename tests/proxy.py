@@ -16,7 +16,9 @@ class CuttingProxy:
     cut (None: no cut); ``flip_at(n)`` the offset of a byte to corrupt; ``freeze_after(n)`` an
     offset after which nothing more is forwarded but the connection stays open.
     ``drop_from`` cuts a stream just before the first occurrence of those bytes. ``rate``
-    (bytes per second) throttles every connection in that direction, as a slow link."""
+    (bytes per second) throttles every connection in that direction, as a slow link, or
+    ``rate(n)`` the n-th one (None: not throttled); a throttled connection reads the server
+    through a small socket buffer, so the server feels the link's pace at once."""
 
     def __init__(
         self,
@@ -26,9 +28,9 @@ class CuttingProxy:
         later_port: int | None = None,
         flip_at: Callable[[int], int | None] = lambda _: None,
         freeze_after: Callable[[int], int | None] = lambda _: None,
-        rate: float | None = None,
+        rate: float | Callable[[int], float | None] | None = None,
     ) -> None:
-        self._rate = rate
+        self._rate = rate if callable(rate) else (lambda _: rate)
         self._target = ("127.0.0.1", target_port)
         # Connections after the first go here when set (a client "failing over" elsewhere).
         self._later = ("127.0.0.1", later_port) if later_port is not None else None
@@ -60,9 +62,13 @@ class CuttingProxy:
             faults = (self._flip_at(index), self._freeze_after(index))
             self.connections += 1
             target = self._later if self._later and self.connections > 1 else self._target
-            upstream = socket.create_connection(target)
+            rate = self._rate(index)
+            upstream = socket.socket()
+            if rate is not None:
+                upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+            upstream.connect(target)
             forward = (client, upstream, None, None, (None, None), None)
-            backward = (upstream, client, budget, self._drop_from, faults, self._rate)
+            backward = (upstream, client, budget, self._drop_from, faults, rate)
             threading.Thread(target=self._pipe, args=forward, daemon=True).start()
             threading.Thread(target=self._pipe, args=backward, daemon=True).start()
 

@@ -19,6 +19,7 @@ from .errors import install_error_handlers
 from .logs import RequestLog
 from .metrics import Metrics
 from .numerics import check_mode, fingerprint
+from .peers import BodyDeadline
 from .pipeline import Limits
 from .processes import ProcessPool
 from .producer import StreamSlots
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             max_batch_bytes=settings.max_batch_bytes,
             max_file_bytes=settings.max_file_bytes,
             max_image_pixels=settings.max_image_pixels,
+            max_image_bytes=settings.max_image_bytes,
             max_fit_images=settings.max_fit_images,
             max_zca_features=settings.max_zca_features,
         ),
@@ -116,7 +118,14 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(watch_router)
     app.include_router(wheels_router)
     app.include_router(router)
-    app.add_middleware(KeyCheck, keys=state.api_keys, on_refuse=metrics.error)
+    # Inside the key check: a caller without a key is refused before any body is read.
+    app.add_middleware(BodyDeadline, rate=settings.min_body_rate, slack_s=settings.body_timeout_s)
+    app.add_middleware(
+        KeyCheck,
+        keys=state.api_keys,
+        on_refuse=metrics.error,
+        admin_keys=[key.get_secret_value().encode() for key in settings.admin_keys],
+    )
     # Outermost, so requests the key check refuses are logged too.
     app.add_middleware(RequestLog)
     return app

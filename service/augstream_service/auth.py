@@ -54,13 +54,20 @@ async def _refuse(
 class KeyCheck:
     """ASGI middleware: the key check, the caller's identity for quotas in
     ``scope["state"]["owner"]`` (the key's number, never the key; or the client's address),
-    and the POST body cap."""
+    whether the caller may do what only an operator may (``scope["state"]["admin"]``: it
+    sent one of ``admin_keys``, or the server has no keys at all), and the POST body cap."""
 
     def __init__(
-        self, app: ASGIApp, keys: list[bytes], on_refuse: Callable[[str], None] | None = None
+        self,
+        app: ASGIApp,
+        keys: list[bytes],
+        on_refuse: Callable[[str], None] | None = None,
+        admin_keys: list[bytes] | None = None,
     ) -> None:
         self.app = app
-        self.keys = keys
+        # Admin keys are keys too; they come last, so the others keep their numbers.
+        self.keys = [*keys, *(admin_keys or [])]
+        self.first_admin = len(keys)
         #: Told the kind of each refusal (for the error counters).
         self.on_refuse = on_refuse or (lambda kind: None)
 
@@ -84,9 +91,11 @@ class KeyCheck:
                 await _refuse(send, 401, "the API key is not valid on this server", _BEARER)
                 return
             state["owner"] = f"key {index}"
+            state["admin"] = index >= self.first_admin
         else:
             client = scope.get("client")
             state["owner"] = f"address {client[0] if client else '?'}"
+            state["admin"] = True
         if scope["method"] == "POST":
             length = headers.get(b"content-length", b"")
             if not length.isdigit():

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .limits import shown
 from .sources import Listing, SourceError, list_class_folders, list_manifest, why_empty
 from .stores import Store, refuse_relative
 
@@ -52,7 +53,7 @@ class UnknownDatasetError(LookupError):
 
     def __init__(self, name: str, known: Iterable[str]) -> None:
         known_list = sorted(known)
-        super().__init__(f"unknown dataset {name!r}; this server has {known_list}")
+        super().__init__(f"unknown dataset {shown(name)!r}; this server has {known_list}")
         self.name = name
 
 

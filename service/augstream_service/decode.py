@@ -9,7 +9,8 @@ import numpy as np
 
 from augstream_protocol.fields import ColorMode, Interpolation
 
-from .imagesize import image_size
+from .imagesize import Header, image_header
+from .truncation import cut_short, scans_incomplete
 
 __all__ = [
     "DecodeError",
@@ -77,36 +78,49 @@ def reduction(
     data: bytes,
     color_mode: ColorMode,
     target_size: tuple[int, int],
-    size: tuple[int, int] | None = None,
+    header: Header | None = None,
 ) -> int:
     """The largest of 1, 2, 4 and 8 that a JPEG can be decoded at (1/k scale) and still be at
     least ``target_size`` in both directions, whichever way its EXIF orientation turns it
-    (so also after a ``keep_aspect_ratio`` crop). ``size``: ``image_size(data)``, when known."""
+    (so also after a ``keep_aspect_ratio`` crop). ``header``: ``image_header(data)``, when
+    known."""
     if color_mode not in _REDUCED or data[:3] != b"\xff\xd8\xff":
         return 1
-    size = size or image_size(data)
-    if size is None:
+    header = header or image_header(data)
+    if header is None:
         return 1
-    shortest, needed = min(size), max(target_size)
+    shortest, needed = min(header.width, header.height), max(target_size)
     return next((k for k in (8, 4, 2) if shortest // k >= needed), 1)
 
 
-def _read(data: bytes, color_mode: ColorMode, scale: int = 1) -> Image:
-    if not data:
-        raise DecodeError("not a decodable image (the file is empty)")
-    # libjpeg decodes a cut-off JPEG with a warning and grey rows; PIL (so Keras) refuses it.
-    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-4096:]:
-        raise DecodeError("truncated JPEG (no end-of-image marker)")
+def _imdecode(data: bytes, flags: int) -> Image | None:
     try:
-        flags = _FLAGS[color_mode] if scale == 1 else _REDUCED[color_mode][scale]
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as exc:
         # OpenCV raises (rather than returning None) for some malformed or oversized inputs.
         # Keep OpenCV's reason, not its source paths: "... error: (-215:...) reason".
         message = str(exc).strip().splitlines()[-1].rsplit(") ", 1)[-1]
         raise DecodeError(f"not a decodable image ({message})") from exc
+
+
+def _read(
+    data: bytes, color_mode: ColorMode, scale: int = 1, header: Header | None = None
+) -> Image:
+    if not data:
+        raise DecodeError("not a decodable image (the file is empty)")
+    # libjpeg decodes a cut-off JPEG with a warning and grey blocks; PIL (so Keras) refuses
+    # one without its end marker. With the marker, the scans tell (``truncation``).
+    jpeg = data[:3] == b"\xff\xd8\xff"
+    if jpeg and b"\xff\xd9" not in data[-4096:]:
+        raise DecodeError("truncated JPEG (no end-of-image marker)")
+    if jpeg and header is not None and scans_incomplete(data, header):
+        raise DecodeError("truncated JPEG (its progressive scans stop before the last)")
+    flags = _FLAGS[color_mode] if scale == 1 else _REDUCED[color_mode][scale]
+    image = _imdecode(data, flags)
     if image is None:
         raise DecodeError("not a decodable image (unknown format or corrupt data)")
+    if jpeg and cut_short(data, image, lambda again: _imdecode(again, flags)):
+        raise DecodeError("truncated JPEG (its data stops before the last block)")
     image = _to_8bit(image)
     if color_mode == "rgba":
         channels = 1 if image.ndim == 2 else image.shape[2]
@@ -118,6 +132,28 @@ def _read(data: bytes, color_mode: ColorMode, scale: int = 1) -> Image:
     if image.ndim == 2:
         image = image[:, :, np.newaxis]
     return image
+
+
+_MODE_CHANNELS: dict[ColorMode, int] = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+
+def _check_size(
+    header: Header, color_mode: ColorMode, max_pixels: int | None, max_bytes: int | None
+) -> None:
+    width, height = header.width, header.height
+    if max_pixels is not None and width * height > max_pixels:
+        raise DecodeError(
+            f"the image declares {width}x{height} = {width * height} pixels; this "
+            f"server decodes at most {max_pixels}"
+        )
+    channels = max(header.channels, _MODE_CHANNELS[color_mode])
+    decoded = width * height * channels * header.depth
+    if max_bytes is not None and decoded > max_bytes:
+        raise DecodeError(
+            f"the image declares {width}x{height} pixels of {channels} channels at "
+            f"{8 * header.depth} bits = {decoded} bytes decoded; this server decodes at "
+            f"most {max_bytes} bytes"
+        )
 
 
 def centre_crop_to_aspect(image: Image, height: int, width: int) -> Image:
@@ -145,24 +181,24 @@ def decode_image(
     interpolation: Interpolation = "nearest",
     keep_aspect_ratio: bool = False,
     max_pixels: int | None = None,
+    max_bytes: int | None = None,
     reduce: bool = True,
 ) -> Image:
     """Decode ``data`` to ``color_mode`` and resize it to ``target_size`` (height, width).
 
-    With ``max_pixels``, an image whose header declares more pixels is refused before it is
-    decoded (a small file can expand to gigabytes). With ``reduce``, a JPEG at least twice
-    the target in both directions is decoded at a reduced scale (``reduction``) before the
-    resize: several times faster, and the scaled decode averages pixels, so it also aliases
-    less than resizing from full size with ``nearest``.
+    With ``max_pixels`` and ``max_bytes``, an image whose header declares more pixels, or
+    more decoded bytes (width x height x channels x bytes per channel, at least the colour
+    mode's channels), is refused before it is decoded (a small file can expand to
+    gigabytes). With ``reduce``, a JPEG at least twice the target in both directions is
+    decoded at a reduced scale (``reduction``) before the resize: several times faster, and
+    the scaled decode averages pixels, so it also aliases less than resizing from full size
+    with ``nearest``.
     """
-    size = image_size(data)
-    if max_pixels is not None and size is not None and size[0] * size[1] > max_pixels:
-        raise DecodeError(
-            f"the image declares {size[0]}x{size[1]} = {size[0] * size[1]} pixels; this "
-            f"server decodes at most {max_pixels}"
-        )
-    scale = reduction(data, color_mode, target_size, size) if reduce else 1
-    image = _read(data, color_mode, scale)
+    header = image_header(data)
+    if header is not None:
+        _check_size(header, color_mode, max_pixels, max_bytes)
+    scale = reduction(data, color_mode, target_size, header) if reduce else 1
+    image = _read(data, color_mode, scale, header)
     height, width = target_size
     if keep_aspect_ratio:
         image = centre_crop_to_aspect(image, height, width)

@@ -6,6 +6,7 @@ for 422, FastAPI's ``detail`` list whose ``loc`` names the field.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,13 +14,20 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from .catalog import RECHECK_S, DatasetUnavailableError, UnknownDatasetError
 from .metrics import Metrics
 from .pipeline import PlanError, SampleError
 from .uploads import UnknownArrayError, UploadError, UploadsBusyError, UploadTooLargeError
 
-__all__ = ["BusyError", "install_error_handlers"]
+log = logging.getLogger("augstream.errors")
+
+__all__ = ["AdminOnlyError", "BusyError", "install_error_handlers"]
+
+
+class AdminOnlyError(Exception):
+    """What the caller asked needs an admin key, and its key is not one."""
 
 
 class BusyError(Exception):
@@ -59,6 +67,23 @@ def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 async def _unknown(_: Request, exc: Exception) -> JSONResponse:
     return _plain(404, str(exc.args[0]) if exc.args else "not found")
+
+
+async def _gone(request: Request, _: Exception) -> JSONResponse:
+    # The client closed its connection while its body was being read (an upload it gave
+    # up on): nothing is wrong with the server, and nobody is left to answer.
+    client = request.client
+    log.info(
+        "client %s went away during its request to %s",
+        client.host if client else "?",
+        request.url.path,
+    )
+    # 499, as nginx logs it: the client closed the request (nobody reads this answer).
+    return _plain(499, "the client closed its connection during the request")
+
+
+async def _admin_only(_: Request, exc: Exception) -> JSONResponse:
+    return _plain(403, str(exc))
 
 
 async def _upload(_: Request, exc: Exception) -> JSONResponse:
@@ -107,8 +132,10 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         (UnknownArrayError, _unknown, "not_found"),
         (UploadError, _upload, "upload_refused"),
         (BusyError, _busy, "busy"),
+        (AdminOnlyError, _admin_only, "forbidden"),
         (DatasetUnavailableError, _unavailable, "dataset_unavailable"),
         (SampleError, _sample, "sample_error"),
     ]
     for error, handler, kind in handlers:
         app.add_exception_handler(error, _counted(handler, kind, metrics))
+    app.add_exception_handler(ClientDisconnect, _counted(_gone, "client_disconnected", metrics))

@@ -15,10 +15,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor, Future
 
 from starlette.responses import StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from augstream_protocol.wire import FrameKind, encode_json_frame
 
+from .peers import CONNECTION, Pace, SlowPeerError, paced_send
 from .pipeline import EncodedBatch, SampleError, StreamPlan
 from .sampling import positions
 
@@ -26,7 +27,8 @@ __all__ = ["FrameStreamResponse", "StreamSlots", "piece_size", "stream_frames"]
 
 log = logging.getLogger("augstream.stream")
 
-#: Bytes per second below which a client counts as stalled (far below any real network).
+#: Bytes per second below which a reader falls behind (``Settings.min_read_rate``' default:
+#: far below any real network).
 MIN_READ_RATE = 16 << 10
 #: Largest piece of a batch handed to the server at once, for a remote client and for one on
 #: this machine. Each piece costs a pass through the ASGI send chain and h11 (~0.1 ms of the
@@ -91,8 +93,9 @@ class StreamSlots:
 class FrameStreamResponse(StreamingResponse):
     """A streaming response that always runs ``on_close`` and closes its frame generator,
     even when the client disconnects before the first frame is sent, and that gives up on a
-    client that stalls: one that needs more than ``send_timeout_s`` plus the time to read the
-    data at ``MIN_READ_RATE`` to take a piece of the body (its slot is freed)."""
+    client that reads slower than ``min_read_rate`` bytes/s for about ``send_timeout_s``, or
+    stops for ``send_timeout_s`` (``peers.Pace``; its slot is freed, and it resumes at its
+    next batch as after any lost connection)."""
 
     def __init__(
         self,
@@ -100,23 +103,30 @@ class FrameStreamResponse(StreamingResponse):
         on_close: Callable[[], None],
         send_timeout_s: float | None = None,
         on_evict: Callable[[], None] = _ignore,
+        min_read_rate: float = MIN_READ_RATE,
     ) -> None:
         super().__init__(frames, media_type="application/vnd.augstream.v1")
         self._frames = frames
         self._on_close = on_close
         self._send_timeout_s = send_timeout_s
         self._on_evict = on_evict
+        self._min_read_rate = min_read_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         pieces = _pieces(self._frames, piece_size(scope.get("client")))
         self.body_iterator = pieces
         timeout = self._send_timeout_s
+        if timeout is not None:
+            unsent = scope.get("extensions", {}).get(CONNECTION, {}).get("unsent")
+            send = paced_send(send, Pace(self._min_read_rate, timeout), unsent)
         try:
-            await super().__call__(
-                scope, receive, send if timeout is None else _patient(send, timeout)
+            await super().__call__(scope, receive, send)
+        except SlowPeerError:
+            log.warning(
+                "evicted a client that read slower than %.0f bytes/s for %.0f s",
+                self._min_read_rate,
+                timeout,
             )
-        except _StalledClientError:
-            log.warning("evicted a client that stopped reading (send timeout %.0f s)", timeout)
             self._on_evict()
         finally:
             try:
@@ -156,29 +166,6 @@ async def _pieces(frames: AsyncIterator[Chunk], size: int) -> AsyncGenerator[Chu
 
 def _error_frame(kind: str, message: str) -> bytes:
     return encode_json_frame(FrameKind.ERROR, {"error": {"kind": kind, "message": message}})
-
-
-class _StalledClientError(Exception):
-    """The client took no bytes for the send timeout."""
-
-
-def _patient(send: Send, timeout: float) -> Send:
-    """``send``, limited to ``timeout`` plus the time the message needs at a trickle's pace.
-
-    A send waits while the client's socket buffer is full; a client that stops reading would
-    otherwise hold its producer and slot for ever.
-    """
-
-    async def patient_send(message: Message) -> None:
-        size = len(message.get("body", b""))
-        try:
-            # A deadline on this task (no task per send, as wait_for would make).
-            async with asyncio.timeout(timeout + size / MIN_READ_RATE):
-                await send(message)
-        except TimeoutError:
-            raise _StalledClientError from None
-
-    return patient_send
 
 
 class _DrainingError(Exception):

@@ -20,7 +20,7 @@ from augstream_protocol.spec import StreamSpec
 from .caches import Cache
 from .catalog import Dataset
 from .decode import DecodeError, decode_image
-from .limits import Limits
+from .limits import Limits, shown
 from .stores import SourceError
 
 __all__ = ["Counts", "ImageReader", "SampleError"]
@@ -111,7 +111,7 @@ class ImageReader:
         started = time.perf_counter()
         for relative, data in zip(relatives, fetched, strict=True):
             if isinstance(data, SourceError):
-                out.append(SampleError(f"({dataset.name}/{relative}): {data}"))
+                out.append(SampleError(f"({dataset.name}/{shown(relative)}): {data}"))
                 self._count_error("unreadable_sample")
                 continue
             with self._lock:
@@ -124,10 +124,11 @@ class ImageReader:
                     interpolation=spec.interpolation,
                     keep_aspect_ratio=spec.keep_aspect_ratio,
                     max_pixels=limits.max_image_pixels,
+                    max_bytes=limits.max_image_bytes,
                     reduce=_reduces(spec),
                 )
             except DecodeError as exc:
-                out.append(SampleError(f"({dataset.name}/{relative}): {exc}"))
+                out.append(SampleError(f"({dataset.name}/{shown(relative)}): {exc}"))
                 self._count_error("corrupt_sample")
                 continue
             image.flags.writeable = False  # shared: augmentation writes into its own buffer

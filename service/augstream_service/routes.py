@@ -18,7 +18,7 @@ from augstream_protocol.wire import COMPACT_REQUEST, INPUT_WAIT_HEADER, PROTOCOL
 
 from . import __version__
 from .catalog import Dataset, DatasetUnavailableError
-from .errors import BusyError
+from .errors import AdminOnlyError, BusyError
 from .masks import pair_count
 from .numerics import fingerprint, libraries
 from .pipeline import make_plan
@@ -152,6 +152,7 @@ def server_info(state: State) -> dict[str, Any]:
             "max_batch_bytes": settings.max_batch_bytes,
             "max_file_bytes": settings.max_file_bytes,
             "max_image_pixels": settings.max_image_pixels,
+            "max_image_bytes": settings.max_image_bytes,
             "max_upload_bytes": settings.max_upload_bytes,
             "max_streams": settings.max_streams,
             "max_streams_per_key": settings.max_streams_per_key,
@@ -186,10 +187,14 @@ def get_dataset(name: str, state: State) -> dict[str, Any]:
 @router.post(
     "/v1/datasets/{name}/refresh",
     summary="List a dataset again (new and replaced files are seen; running streams keep theirs)",
+    responses={403: {"description": "The server has API keys and this one is not an admin key"}},
 )
-def refresh_dataset(name: str, state: State) -> dict[str, Any]:
+def refresh_dataset(name: str, state: State, request: Request) -> dict[str, Any]:
     """List the dataset again now rather than when its listing expires; streams already
-    running keep the files they started with."""
+    running keep the files they started with. The dataset's entries in the shared caches go
+    unused from then on, so with API keys only an admin key may (``admin_keys``; 403)."""
+    if not request.state.admin:
+        raise AdminOnlyError("refreshing a dataset needs an admin key (the server's admin_keys)")
     state.catalog.get(name).refresh()
     return _info(state.catalog.get(name))
 
@@ -369,4 +374,5 @@ async def stream(
         on_close=close,
         send_timeout_s=state.settings.send_timeout_s,
         on_evict=lambda: metrics.error("stalled_client_evicted"),
+        min_read_rate=state.settings.min_read_rate,
     )

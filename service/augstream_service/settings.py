@@ -17,7 +17,7 @@ from pydantic_settings import (
 
 from .catalog import DatasetConfig
 from .cores import allowed_cores, default_processes
-from .limits import DEFAULT_MAX_IMAGE_PIXELS
+from .limits import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 
 __all__ = ["Settings", "load_settings"]
 
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     on_corrupt_by_dataset: dict[str, Literal["error", "skip"]] = Field(default_factory=dict)
     #: Images declaring more pixels are refused before they are decoded.
     max_image_pixels: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_PIXELS
+    #: Images declaring more decoded bytes (width x height x channels x bytes per channel:
+    #: a 16-bit RGBA PNG costs 8 bytes a pixel) are refused before they are decoded.
+    max_image_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_BYTES
     #: Dataset statistics (POST /v1/stats, ImageDataGenerator.fit): images read per fit
     #: (sample x rounds), and features (height x width x channels) of a ZCA matrix.
     max_fit_images: Annotated[int, Field(ge=1)] = 100_000
@@ -77,11 +80,30 @@ class Settings(BaseSettings):
     #: process must start with them (``augstream serve`` restarts itself to).
     numerics: Literal["native", "portable"] = "native"
     heartbeat_s: Annotated[float, Field(gt=0)] = 2.0
-    #: A client that takes nothing for this long (beyond a trickle's pace) is disconnected.
+    #: A stream's client that takes nothing for this long is disconnected, and so is one
+    #: that reads slower than ``min_read_rate`` for about as long (it resumes at its next
+    #: batch, as after any lost connection).
     send_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    #: Bytes per second a stream's client must read at, on average, while the server has
+    #: batches for it (16 KiB/s: far below any network a trainer sits on).
+    min_read_rate: Annotated[int, Field(ge=1)] = 16 << 10
+    #: Seconds a connection has to send a request's line and headers, from when it opens or
+    #: its previous response ends; then it gets a 408 and is closed.
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    #: A request body (an upload, a spec) that arrives slower than ``min_body_rate`` for
+    #: this many seconds, or stops for as long, gets a 408 and its connection is closed.
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    #: Bytes per second a request body must arrive at, on average.
+    min_body_rate: Annotated[int, Field(ge=1)] = 16 << 10
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Keys clients must send as 'Authorization: Bearer <key>' (none: open)",
+    )
+    admin_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys that may also do what empties the shared caches "
+        "(POST /v1/datasets/{name}/refresh); with keys, no other key may. They are API "
+        "keys too",
     )
     upload_dir: Path = Field(
         default_factory=_default_upload_dir,

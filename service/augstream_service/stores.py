@@ -24,6 +24,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from .limits import shown
+
 __all__ = ["SourceError", "Store", "redact", "refuse_relative"]
 
 log = logging.getLogger("augstream.stores")
@@ -65,11 +67,11 @@ def refuse_relative(name: str) -> str | None:
     if "\0" in name:
         return "file name contains NUL"
     if "\\" in name:
-        return f"{name!r} contains a backslash; use '/' between folders"
+        return f"{shown(name)!r} contains a backslash; use '/' between folders"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return f"{name!r} is absolute; file names are relative to the dataset"
+        return f"{shown(name)!r} is absolute; file names are relative to the dataset"
     if ".." in name.split("/"):
-        return f"{name!r} leaves the dataset"
+        return f"{shown(name)!r} leaves the dataset"
     return None
 
 
@@ -125,7 +127,7 @@ class Store:
             raise SourceError(problem)
         path = f"{self.root}/{relative}"
         if self.local and not self._inside(path):
-            raise SourceError(f"{relative!r} leads out of the dataset")
+            raise SourceError(f"{shown(relative)!r} leads out of the dataset")
         return path
 
     def _inside(self, path: str) -> bool:
@@ -215,7 +217,7 @@ class Store:
                     results[i] = data
                 elif isinstance(data, _PERMANENT) or attempt == self.retries:
                     log.warning("cannot read %s/%s: %s", self.url, relatives[i], redact(str(data)))
-                    results[i] = _failure(repr(relatives[i]), data)
+                    results[i] = _failure(repr(shown(relatives[i])), data)
                 else:
                     continue
                 del paths[i]
@@ -255,7 +257,7 @@ class Store:
         can block a worker)."""
         relative = path[len(self.root) + 1 :]
         if not self._folder_inside(os.path.dirname(path)):
-            return SourceError(f"{relative!r} leads out of the dataset")
+            return SourceError(f"{shown(relative)!r} leads out of the dataset")
         try:
             try:
                 fd = os.open(path, _OPEN | os.O_NOFOLLOW)
@@ -263,12 +265,12 @@ class Store:
                 if exc.errno != errno.ELOOP:
                     raise
                 if not self._inside(path):  # the file itself is a symlink
-                    return SourceError(f"{relative!r} leads out of the dataset")
+                    return SourceError(f"{shown(relative)!r} leads out of the dataset")
                 fd = os.open(path, _OPEN)
             try:
                 found = os.fstat(fd)
                 if not stat.S_ISREG(found.st_mode):
-                    return SourceError(f"{relative!r} is not a regular file")
+                    return SourceError(f"{shown(relative)!r} is not a regular file")
                 # One byte more than its size shows a file that grew past the limit; never
                 # ask for all of ``limit`` (64 MiB by default), which read() would allocate.
                 return _read_fd(fd, min(found.st_size + 1, limit))
@@ -316,7 +318,7 @@ def _read_fd(fd: int, count: int) -> bytes:
 
 def _checked(relative: str, data: bytes, max_bytes: int) -> bytes | SourceError:
     if len(data) > max_bytes:
-        return SourceError(f"{relative!r} is larger than the limit of {max_bytes} bytes")
+        return SourceError(f"{shown(relative)!r} is larger than the limit of {max_bytes} bytes")
     return data
 
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import secrets
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -179,6 +180,10 @@ class UploadStore:
     def _open_file(self, digest: str) -> Array:
         path = self._path(digest)
         try:
+            # Only a regular file: opening a FIFO someone left in the folder would wait for
+            # a writer for ever (and hold the worker that asked).
+            if not stat.S_ISREG(path.stat().st_mode):
+                raise UnknownArrayError(digest)
             try:
                 array: Array = np.load(path, mmap_mode="r", allow_pickle=False)
             except ValueError:  # an empty array cannot be memory-mapped

@@ -114,6 +114,7 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
         max_batch_bytes=settings.max_batch_bytes,
         max_file_bytes=settings.max_file_bytes,
         max_image_pixels=settings.max_image_pixels,
+        max_image_bytes=settings.max_image_bytes,
         max_fit_images=settings.max_fit_images,
         max_zca_features=settings.max_zca_features,
     )
