@@ -17,9 +17,10 @@ import pytest
 
 from augstream import Client
 from augstream_protocol.spec import StreamSpec
-from augstream_protocol.wire import FrameDecoder, FrameKind
+from augstream_protocol.wire import FrameDecoder, FrameKind, decode_batch
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
+from augstream_service.shared import epochs_alike
 from tests.imagefolder import make_image_folder
 from tests.integration.test_observability import scrape, value
 
@@ -193,6 +194,29 @@ def test_a_validation_stream_augments_once_over_five_epochs(server: str, plain: 
     again = frames(server, {**VALIDATION, "seed": 2, "epochs": 1})
     assert again == got[:per_epoch]
     assert augments(server) == per_epoch
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"rescale": 1 / 255, "samplewise_center": True},
+        {"validation_split": 0.25, "subset": "validation", "keep_aspect_ratio": True},
+        {"shard": {"index": 1, "count": 3, "equal": True}, "class_mode": "sparse"},
+    ],
+)
+def test_streams_taken_as_alike_make_the_same_batches_every_epoch(
+    plain: str, change: dict[str, Any]
+) -> None:
+    # Made afresh each epoch (no batch cache), their arrays must not change: what the batch
+    # cache relies on to keep one copy of each batch for every epoch.
+    spec = {**VALIDATION, **change, "epochs": 3}
+    assert epochs_alike(StreamSpec.model_validate(spec))
+    batches = [decode_batch(body) for body in frames(plain, spec)]
+    per_epoch = len(batches) // 3
+    arrays = [{k: a.tobytes() for k, a in b.arrays.items()} for b in batches]
+    assert arrays == arrays[:per_epoch] * 3
+    assert [b.epoch for b in batches] == [e for e in range(3) for _ in range(per_epoch)]
 
 
 def test_ranges_of_a_stream_share_its_batches_and_a_new_listing_does_not(
