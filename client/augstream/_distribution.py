@@ -10,8 +10,9 @@ read from the framework's own environment when it has one.
 - TensorFlow's ``TF_CONFIG`` (``tf.distribute.MultiWorkerMirroredStrategy``): the task's
   place among the chief and the workers, chief first, as the strategy numbers them.
 
-The front end asks for *equal* shards (``Shard.equal``): each worker gets ``N // count``
-samples of every epoch, so all run the same number of steps with batches of the same size.
+The front end asks for *equal* shards (``Shard.equal``): every worker runs the same number of
+steps an epoch and together they read every sample once (``Shard.drop_remainder`` also makes
+every step the same size, leaving out fewer than ``count`` samples an epoch).
 """
 
 from __future__ import annotations

@@ -89,18 +89,23 @@ class Position(_Pair):
 
 class Shard(_Pair):
     """Shard ``index`` of ``count``: disjoint slices that together cover every epoch once
-    (or, ``equal``, all of it but fewer than ``count`` samples)."""
+    (or, ``drop_remainder``, all of it but fewer than ``count`` samples)."""
 
     index: NonNegativeInt = 0
     """This shard's number, 0-based and below ``count``."""
     count: Annotated[int, Field(ge=1, le=65536)] = 1
     """How many shards the epoch is cut into; 1 (the default) streams the whole epoch."""
     equal: bool = False
+    """Give every shard the same number of batches per epoch, its largest shard's, still
+    serving every sample once: data-parallel workers then run the same number of steps.
+    Shards differ by at most one sample, so where a smaller shard would have one batch
+    fewer it splits its last one in two (``batch_size - 1`` and 1 samples). Needs
+    ``batch_size`` of 2 or more. Off: each shard's own count of batches."""
+    drop_remainder: bool = False
     """Give every shard ``N // count`` of the epoch's ``N`` samples, leaving out the last
-    ``N % count`` of its (shuffled) order, other samples each epoch: data-parallel workers
-    then run the same number of steps with batches of the same sizes, as ``tf.data``'s
-    sharding with ``drop_remainder``. Off: shards differ by at most one sample and every
-    sample is served each epoch."""
+    ``N % count`` of its (shuffled) order, other samples each epoch: every worker's steps
+    then hold the same number of samples (as multi-host JAX needs, and ``tf.data``'s
+    sharding with ``drop_remainder`` does), and the same number of steps."""
 
     @model_validator(mode="after")
     def _index_in_range(self) -> Shard:

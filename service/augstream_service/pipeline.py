@@ -116,14 +116,20 @@ class StreamPlan:
     def samples(self) -> int:
         """Samples per epoch in this stream's shard."""
         shard = self.spec.shard
-        return sampling.shard_size(len(self.source), shard.index, shard.count, shard.equal)
+        return sampling.shard_size(len(self.source), shard.index, shard.count, shard.drop_remainder)
 
     @property
     def batches_per_epoch(self) -> int:
         """Batches per epoch in this stream's shard."""
         spec = self.spec
+        shard = spec.shard
         return sampling.batches_per_epoch(
-            len(self.source), spec.batch_size, spec.shard.index, spec.shard.count, spec.shard.equal
+            len(self.source),
+            spec.batch_size,
+            shard.index,
+            shard.count,
+            shard.equal,
+            shard.drop_remainder,
         )
 
     def header(self) -> dict[str, Any]:
@@ -166,6 +172,7 @@ class StreamPlan:
             shard_index=spec.shard.index,
             shard_count=spec.shard.count,
             equal=spec.shard.equal,
+            drop=spec.shard.drop_remainder,
         )
         # apply() writes the uint8 pixels into a uint8 buffer and stops there.
         dtype = "uint8" if compact else spec.output_dtype
@@ -302,6 +309,15 @@ def make_plan(
             "shard",
             f"shard {spec.shard.index} of {spec.shard.count} is empty: {source.name!r} has "
             f"only {len(source)} samples",
+        )
+    shard = spec.shard
+    equal = shard.equal and not shard.drop_remainder
+    if equal and not sampling.equal_shards_fit(len(source), spec.batch_size, shard.count):
+        raise PlanError(
+            "shard",
+            f"{shard.count} equal shards of {source.name!r}'s {len(source)} samples in batches "
+            f"of {spec.batch_size} cannot all run {plan.batches_per_epoch} steps with every "
+            "sample once: use a batch_size of 2 or more, or drop_remainder",
         )
     if spec.start.batch >= plan.batches_per_epoch:
         raise PlanError(

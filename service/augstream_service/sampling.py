@@ -2,9 +2,12 @@
 
 Everything here depends only on its arguments, so any server, thread or restart computes
 the same order (the determinism invariant). A shard is a stride through the epoch's
-permutation, so shards are disjoint and together cover the epoch exactly once; *equal* shards
-(data-parallel trainers, which must run the same number of steps) each take ``n // count``
-of them, leaving out the epoch's last ``n % count`` positions, other samples each epoch.
+permutation, so shards are disjoint and together cover the epoch exactly once. Data-parallel
+trainers must run the same number of steps: *equal* shards all have the largest shard's
+number of batches (a shard one sample short splits a batch in two where it would have one
+fewer), and shards that *drop the remainder* each take ``n // count`` samples, leaving out
+the epoch's last ``n % count`` positions (other samples each epoch), so that every step is
+the same size on every worker too.
 """
 
 from __future__ import annotations
@@ -49,17 +52,24 @@ def epoch_order(
     return order
 
 
-def shard_size(n: int, index: int, count: int, equal: bool = False) -> int:
-    """How many of an epoch's ``n`` samples shard ``index`` of ``count`` receives (``equal``:
+def shard_size(n: int, index: int, count: int, drop: bool = False) -> int:
+    """How many of an epoch's ``n`` samples shard ``index`` of ``count`` receives (``drop``:
     every shard the same, ``n // count``)."""
-    return n // count if equal else len(range(index, n, count))
+    return n // count if drop else len(range(index, n, count))
 
 
 def batches_per_epoch(
-    n: int, batch_size: int, shard_index: int = 0, shard_count: int = 1, equal: bool = False
+    n: int,
+    batch_size: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    equal: bool = False,
+    drop: bool = False,
 ) -> int:
-    """Batches in one epoch of a shard; the last one may be short, as in Keras."""
-    return math.ceil(shard_size(n, shard_index, shard_count, equal) / batch_size)
+    """Batches in one epoch of a shard; the last one may be short, as in Keras. ``equal``:
+    the largest shard's (shard 0's) count, for every shard."""
+    index = 0 if equal else shard_index
+    return math.ceil(shard_size(n, index, shard_count, drop) / batch_size)
 
 
 def batch_indices(
@@ -73,15 +83,30 @@ def batch_indices(
     shard_index: int = 0,
     shard_count: int = 1,
     equal: bool = False,
+    drop: bool = False,
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The dataset indices of batch ``batch`` of ``epoch`` in one shard."""
-    total = batches_per_epoch(n, batch_size, shard_index, shard_count, equal)
+    total = batches_per_epoch(n, batch_size, shard_index, shard_count, equal, drop)
     if not 0 <= batch < total:
         raise IndexError(f"batch {batch} out of range: an epoch has {total} batches")
     shard = epoch_order(n, seed, epoch, shuffle)[shard_index::shard_count]
-    if equal:
+    if drop:
         shard = shard[: n // shard_count]
-    return shard[batch * batch_size : (batch + 1) * batch_size]
+    start, end = batch * batch_size, (batch + 1) * batch_size
+    if equal:
+        # Full batches but where the shard's samples would run out before its batches: each
+        # of the last batches keeps one sample for every batch after it (the shard has at
+        # least as many samples as batches: ``equal_shards_fit``). Where the shard has as
+        # many batches of its own, this is Keras' batching unchanged.
+        left = len(shard)
+        start, end = min(start, left - (total - batch)), min(end, left - (total - batch - 1))
+    return shard[start:end]
+
+
+def equal_shards_fit(n: int, batch_size: int, count: int) -> bool:
+    """Whether ``count`` equal shards of ``n`` samples can each fill the same number of
+    batches with at least one sample: the smallest shard has as many samples as batches."""
+    return n // count >= batches_per_epoch(n, batch_size, 0, count, equal=True)
 
 
 def positions(

@@ -1,6 +1,6 @@
 """Data-parallel training over several workers: each worker process reads its own part of
-every epoch, told by the framework's environment; together they read each sample once (all
-but fewer than one per worker), in the same number of steps each."""
+every epoch, told by the framework's environment; together they read each sample once, in
+the same number of steps each."""
 
 from __future__ import annotations
 
@@ -60,16 +60,15 @@ def test_worker_processes_split_every_epoch_with_equal_steps(server_url: str) ->
         out, _ = process.communicate(timeout=180)
         assert process.returncode == 0
         results.append(json.loads(out.splitlines()[-1]))
-    # pets: 19 images; 2 workers take 9 each (3, 3, 3 a step), one sits each epoch out.
-    assert [r["steps"] for r in results] == [3] * WORKERS
-    left_out = []
+    # pets: 19 images in 2 shards of 10 and 9, batches of 3: 4 steps each, the second shard
+    # splitting its last full batch in two (3, 3, 2, 1) where it would have had 3.
+    assert [r["steps"] for r in results] == [4] * WORKERS
     for epoch in range(EPOCHS):
-        sizes = {tuple(len(batch) for batch in r["epochs"][epoch]) for r in results}
-        assert sizes == {(3, 3, 3)}  # no worker waits for a batch another lacks
+        sizes = [tuple(len(batch) for batch in r["epochs"][epoch]) for r in results]
+        assert sizes == [(3, 3, 3, 1), (3, 3, 2, 1)]  # no worker waits for a batch another lacks
         ids = [i for r in results for batch in r["epochs"][epoch] for i in batch]
-        assert len(ids) == len(set(ids)) == 18
-        left_out.append(set(range(19)) - set(ids))
-    assert all(len(x) == 1 for x in left_out) and left_out[0] != left_out[1]
+        assert sorted(ids) == list(range(19))  # every sample once, each epoch
+    assert results[0]["epochs"][0] != results[0]["epochs"][1]  # and a new order each epoch
 
 
 @pytest.mark.keras
@@ -87,3 +86,18 @@ def test_a_sharded_tf_dataset_is_not_sharded_again(server_url: str) -> None:
             with client.stream(**spec, shard={"index": shard[0], "count": shard[1]}) as stream:
                 options = as_dataset(stream).options().experimental_distribute
                 assert options.auto_shard_policy == expected
+
+
+def test_equal_shards_that_cannot_serve_every_sample_are_refused(server_url: str) -> None:
+    # 19 images in shards of 10 and 9 cannot both run 10 steps of one sample: a 422 that says
+    # what to change, before any batch.
+    import httpx
+
+    body = {"dataset": "pets", "target_size": [8, 8], "batch_size": 1,
+            "shard": {"index": 1, "count": 2, "equal": True}}  # fmt: skip
+    response = httpx.post(f"{server_url}/v1/stream", json=body, timeout=30)
+    assert response.status_code == 422
+    assert "batch_size of 2 or more, or drop_remainder" in response.text
+    body["shard"] = {"index": 1, "count": 2, "equal": True, "drop_remainder": True}
+    with httpx.stream("POST", f"{server_url}/v1/stream", json=body, timeout=30) as streamed:
+        assert streamed.status_code == 200
