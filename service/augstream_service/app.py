@@ -20,7 +20,6 @@ from .logs import RequestLog
 from .metrics import Metrics
 from .numerics import check_mode, fingerprint
 from .peers import BodyDeadline
-from .pipeline import Limits
 from .processes import ProcessPool
 from .producer import StreamSlots
 from .reader import ImageReader
@@ -28,10 +27,10 @@ from .routes import router
 from .settings import Settings
 from .shared import SharedBatches
 from .state import ServerState
-from .uploads import UploadStore
 from .watch import UI_DIR
 from .watch import router as watch_router
 from .wheels import router as wheels_router
+from .wiring import catalog_from, limits_from, uploads_from
 
 __all__ = ["create_app"]
 
@@ -55,28 +54,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     metrics.batch_cache = batches.figures
     state = ServerState(
         settings=settings,
-        catalog=catalog
-        if catalog is not None
-        else Catalog.from_folders(
-            settings.datasets,
-            settings.on_corrupt,
-            settings.on_corrupt_by_dataset,
-            settings.catalog,
-        ),
+        catalog=catalog if catalog is not None else catalog_from(settings),
         slots=slots,
-        limits=Limits(
-            max_batch_bytes=settings.max_batch_bytes,
-            max_file_bytes=settings.max_file_bytes,
-            max_image_pixels=settings.max_image_pixels,
-            max_image_bytes=settings.max_image_bytes,
-            max_fit_images=settings.max_fit_images,
-            max_zca_features=settings.max_zca_features,
-        ),
-        uploads=UploadStore(
-            settings.upload_dir,
-            max_upload_bytes=settings.max_upload_bytes,
-            max_total_bytes=settings.upload_store_bytes,
-        ),
+        limits=limits_from(settings),
+        uploads=uploads_from(settings),
         reader=reader,
         metrics=metrics,
         api_keys=[key.get_secret_value().encode() for key in settings.api_keys],

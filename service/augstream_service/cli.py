@@ -126,11 +126,11 @@ def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     from pydantic import ValidationError
 
-    from .catalog import Catalog
     from .logs import configure_logging
     from .portable import restart_with
     from .server import DrainingServer, server_config
     from .settings import load_settings
+    from .wiring import catalog_from
 
     overrides = {
         key: value
@@ -169,12 +169,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         # Built here for its errors (two datasets with one name...); the app builds its own
         # from the same settings, as its worker processes do.
-        Catalog.from_folders(
-            settings.datasets,
-            settings.on_corrupt,
-            settings.on_corrupt_by_dataset,
-            settings.catalog,
-        )
+        catalog_from(settings)
     except ValueError as exc:  # two datasets with one name, a name clients cannot use...
         raise SystemExit(f"augstream serve: {exc}") from None
     # The portable numerics' switches are read when OpenCV and numpy load: start afresh with

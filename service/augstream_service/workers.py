@@ -84,20 +84,16 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
 
     from augstream_protocol.spec import StreamSpec
 
-    from .catalog import Catalog
-    from .limits import Limits
     from .making import make_samples
     from .pipeline import StreamPlan, make_plan
     from .reader import ImageReader
     from .settings import Settings
-    from .uploads import UploadStore
+    from .wiring import catalog_from, limits_from, uploads_from
 
     # The worker is one core's worth: OpenCV's own threads would only oversubscribe.
     cv2.setNumThreads(1)
     settings = Settings.model_validate_json(settings_json)
-    catalog = Catalog.from_folders(
-        settings.datasets, settings.on_corrupt, settings.on_corrupt_by_dataset, settings.catalog
-    )
+    catalog = catalog_from(settings)
     tally = _Tally()
     reader = ImageReader(
         # A part of the caches each, and one for the server process (``app.create_app``).
@@ -105,19 +101,7 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
         settings.image_cache_bytes // (count + 1),
         tally,
     )
-    uploads = UploadStore(
-        settings.upload_dir,
-        max_upload_bytes=settings.max_upload_bytes,
-        max_total_bytes=settings.upload_store_bytes,
-    )
-    limits = Limits(
-        max_batch_bytes=settings.max_batch_bytes,
-        max_file_bytes=settings.max_file_bytes,
-        max_image_pixels=settings.max_image_pixels,
-        max_image_bytes=settings.max_image_bytes,
-        max_fit_images=settings.max_fit_images,
-        max_zca_features=settings.max_zca_features,
-    )
+    uploads, limits = uploads_from(settings), limits_from(settings)
     plans: OrderedDict[str, StreamPlan] = OrderedDict()
     blocks: OrderedDict[str, mmap.mmap] = OrderedDict()
 
