@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -116,9 +117,19 @@ class _Made:
     encoded: EncodedBatch
 
 
+def _owned(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``array`` in memory of numpy's own: as it is, or copied out of a buffer it views (a
+    worker process's shared-memory block, which returns to its pool only when no array
+    views it: kept in the cache, blocks would fill a container's small /dev/shm)."""
+    base: object = array
+    while isinstance(base, np.ndarray) and not base.flags.owndata:
+        base = base.base
+    return np.ascontiguousarray(array) if isinstance(base, np.ndarray) else array.copy()
+
+
 def _make(plan: StreamPlan, epoch: int, batch: int) -> tuple[_Made, int]:
     produced = plan.produce_batch(epoch, batch, compact=plan.compact)
-    arrays = {name: np.ascontiguousarray(array) for name, array in produced.arrays.items()}
+    arrays = {name: _owned(array) for name, array in produced.arrays.items()}
     for array in arrays.values():
         # Several streams may send views of it at once, long after it left the cache.
         array.flags.writeable = False

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from augstream_protocol.spec import StreamSpec
-from augstream_service.shared import PLACEMENT, epochs_alike
+from augstream_service.shared import PLACEMENT, _owned, epochs_alike
 
 BASE: dict[str, Any] = {"dataset": "pets", "shuffle": False, "seed": 1}
 
@@ -47,3 +48,14 @@ def test_streams_that_draw_per_epoch_are_not(change: dict[str, Any]) -> None:
 
 def test_the_placement_fields_are_spec_fields() -> None:
     assert set(StreamSpec.model_fields) >= PLACEMENT
+
+
+def test_cached_arrays_hold_no_borrowed_buffer() -> None:
+    # A worker process's batch views a shared-memory block; the cache keeps a copy, so the
+    # block goes back to its pool once the batch is made. numpy's own memory is kept as is.
+    block = bytearray(24)
+    borrowed = np.ndarray((24,), dtype=np.uint8, buffer=block)[:12].reshape(3, 4)
+    kept = _owned(borrowed)
+    assert kept.flags.owndata and kept.tobytes() == borrowed.tobytes()
+    own = np.zeros((4, 3), dtype=np.uint8)[:2]
+    assert _owned(own) is own
