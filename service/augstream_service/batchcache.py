@@ -4,7 +4,8 @@
 made is joined (a future of its own, resolved when the making ends), and a missing one is
 submitted to the pool. A caller that cancels its future leaves the flight; the last to leave
 cancels a making not yet started. The bytes it holds are drawn from a ``Budget``: today one
-of its own (``Allowance``), later the server-wide one, which is the one thing to plug in.
+of its own (``Allowance``), or, in the server, its share of the memory budget
+(``memory.CacheShare``), which asks it to ``shrink`` before it refuses a request.
 """
 
 from __future__ import annotations
@@ -202,6 +203,19 @@ class FlightCache(Generic[V]):
             self._forget(key, flight)
             self._store(key, value, nbytes)
         flight.result.set_result(value)
+
+    def shrink(self, nbytes: int) -> int:
+        """Evict the least recently used values until ``nbytes`` are freed (or none is
+        left), as the server's budget asks before it refuses a request; the bytes freed."""
+        with self._lock:
+            freed = 0
+            while freed < nbytes and self._items:
+                _, (_, size) = self._items.popitem(last=False)
+                self.nbytes -= size
+                self.budget.give(size)
+                self.evictions += 1
+                freed += size
+            return freed
 
     def _forget(self, key: Hashable, flight: _Flight[V]) -> None:
         with self._lock:

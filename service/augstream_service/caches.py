@@ -2,7 +2,8 @@
 
 ``Cache.claim`` gives single flight: of several threads that miss the same key at once, one
 computes it and the others wait for its result, so ten students streaming one dataset cost
-one decode per image, not ten.
+one decode per image, not ten. A cache may also draw its bytes from the server's memory
+budget (``memory.CacheShare``), which asks it to ``shrink`` before a request is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from .memory import CacheShare
 
 __all__ = ["Cache", "Claim", "Flight"]
 
@@ -47,8 +50,9 @@ class Claim(Generic[V]):
 class Cache(Generic[V]):
     """An LRU of values bounded by their total size in bytes (0 keeps nothing)."""
 
-    def __init__(self, capacity_bytes: int) -> None:
-        self.capacity = capacity_bytes
+    def __init__(self, capacity_bytes: int, budget: CacheShare | None = None) -> None:
+        self.capacity = capacity_bytes if budget is None else min(capacity_bytes, budget.capacity)
+        self.budget = budget
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._flights: dict[Hashable, Flight] = {}
         self._lock = threading.Lock()
@@ -111,12 +115,32 @@ class Cache(Generic[V]):
         self.hits += 1
         return entry[0]
 
+    def shrink(self, nbytes: int) -> int:
+        """Evict the least recently used values until ``nbytes`` are freed (or none is
+        left); returns the bytes freed."""
+        with self._lock:
+            freed = 0
+            while freed < nbytes and self._items:
+                freed += self._evict()
+            return freed
+
+    def _evict(self) -> int:
+        _, (_, freed) = self._items.popitem(last=False)
+        self.nbytes -= freed
+        self.evictions += 1
+        if self.budget is not None:
+            self.budget.give(freed)
+        return freed
+
     def _store(self, key: Hashable, value: V, nbytes: int) -> None:
         if nbytes > self.capacity or key in self._items:
             return
+        while self.nbytes + nbytes > self.capacity:
+            self._evict()
+        # The budget may be short of bytes the cache's own capacity allows: make room.
+        while self.budget is not None and not self.budget.take(nbytes):
+            if not self._items:
+                return
+            self._evict()
         self._items[key] = (value, nbytes)
         self.nbytes += nbytes
-        while self.nbytes > self.capacity:
-            _, (_, freed) = self._items.popitem(last=False)
-            self.nbytes -= freed
-            self.evictions += 1

@@ -10,11 +10,13 @@ outlive a restart. Concurrent requests for the same fit compute it once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +29,12 @@ from . import sampling
 from .augment import IDENTITY, apply, sample
 from .caches import Flight
 from .catalog import Catalog
+from .costs import fit_cost
 from .limits import Limits
 from .reader import ImageReader
 from .resolve import resolve_samples
 from .samples import PlanError, SampleError, Samples
+from .scheduler import AbandonedError, checkpoint
 from .stats import Moments, Statistics, fit_statistics
 from .uploads import UnknownArrayError, UploadStore
 
@@ -72,6 +76,10 @@ _CHUNK_BYTES = 8 << 20
 _MAX_CHUNK = 64
 #: Fits remembered (each entry is a few digests; the arrays live in the upload store).
 _REMEMBERED = 1024
+
+
+def _unreserved(nbytes: int) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 def fit_spec(request: StatsRequest) -> StreamSpec:
@@ -133,10 +141,13 @@ class StatsBook:
         limits: Limits,
         reader: ImageReader,
         pool: Executor,
+        reserve: Callable[[int], AbstractContextManager[object]] = _unreserved,
     ) -> dict[str, Any]:
         """The statistics ``request`` asks for (``DatasetStats``' fields), computed now or
         earlier. Refuses (``PlanError``, naming the field) a ZCA matrix or a sample over the
-        server's limits before reading anything."""
+        server's limits before reading anything; ``reserve(nbytes)`` holds the memory a
+        computation needs (``fit_cost``) while it runs. A computation abandoned by its
+        client (``scheduler.AbandonedError``) is taken over by a request waiting for it."""
         spec = fit_spec(request)
         source = resolve_samples(spec, catalog, uploads, limits, reader)
         ids = _sample_ids(request, len(source))
@@ -155,10 +166,14 @@ class StatsBook:
                     flight = self._flights[key] = Flight()
             assert flight is not None
             if not mine:
-                flight.wait()  # then look again: it is in the book (or it failed, and raised)
+                # Then look again: it is in the book, or it failed (and raised), or its
+                # client left (and this request computes it).
+                with contextlib.suppress(AbandonedError, CancelledError):
+                    flight.wait()
                 continue
             try:
-                result = _compute(request, spec, source, ids, uploads, pool)
+                with reserve(_memory(request, spec)):
+                    result = _compute(request, spec, source, ids, uploads, pool)
             except BaseException as exc:
                 with self._lock:
                     del self._flights[key]
@@ -233,8 +248,26 @@ def _stored(uploads: UploadStore, result: FitResult) -> bool:
     return True
 
 
+def _chunk_size(features: int) -> int:
+    return max(1, min(_MAX_CHUNK, _CHUNK_BYTES // (8 * features)))
+
+
+def _window(features: int, full: bool) -> int:
+    # A few chunks at a time, merged in order. A large ZCA chunk's scatter is a big D x D
+    # matrix (128 MiB at D = 4096) whose product BLAS already spreads over the cores: one.
+    return 1 if full and 8 * features * features > 4 * _CHUNK_BYTES else 4
+
+
+def _memory(request: StatsRequest, spec: StreamSpec) -> int:
+    """The bytes a computation of ``request`` holds at most (``costs.fit_cost``)."""
+    height, width = spec.target_size
+    features = height * width * spec.channels
+    full = request.spec.zca_whitening
+    return fit_cost(spec, _chunk_size(features), _window(features, full), full=full)
+
+
 def _chunks(ids: Array, features: int) -> Iterator[Array]:
-    size = max(1, min(_MAX_CHUNK, _CHUNK_BYTES // (8 * features)))
+    size = _chunk_size(features)
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
 
@@ -263,6 +296,7 @@ def _compute(
                 if source.on_corrupt == "skip":
                     continue  # left out of the statistics, as of the stream
                 raise SampleError(f"sample {sample_id} {image}") from image
+            checkpoint()  # the client may have gone: stop between images
             params = IDENTITY
             if request.augment:
                 params = sample(sampling.sample_rng(seed, round_, sample_id), spec, image.shape)
@@ -275,16 +309,15 @@ def _compute(
     features = int(np.prod(shape))
     work = [(r, chunk) for r in range(rounds) for chunk in _chunks(ids, features)]
     total = Moments(0, np.zeros(0), np.zeros(0))
-    # A few chunks at a time, merged in order. A large ZCA chunk's scatter is a big D x D
-    # matrix (128 MiB at D = 4096) whose product BLAS already spreads over the cores: one.
-    window = 1 if full and 8 * features * features > 4 * _CHUNK_BYTES else 4
+    window = _window(features, full)
     for start in range(0, len(work), window):
         for part in pool.map(moments, work[start : start + window]):
             total = total.merged(part)
     if not total.count:
         raise PlanError("dataset", "no image of the sample could be read")
     zca_epsilon = request.zca_epsilon if full else None
-    statistics = fit_statistics(total, shape, zca_epsilon=zca_epsilon)
+    # On a worker too: a ZCA eigendecomposition is seconds of CPU, the fit's share of them.
+    statistics = pool.submit(fit_statistics, total, shape, zca_epsilon=zca_epsilon).result()
     refs: dict[str, str | None] = {"mean": None, "std": None, "zca_whitening_matrix": None}
     for name in refs:
         array = getattr(statistics, name)

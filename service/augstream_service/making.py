@@ -17,6 +17,7 @@ from . import sampling
 from .augment import TransformParams, apply, apply_mask, batched, sample
 from .reader import SampleError
 from .samples import Samples
+from .scheduler import checkpoint
 
 __all__ = ["make_samples"]
 
@@ -43,6 +44,7 @@ def make_samples(
     drawn = _drawn(spec, seed, epoch, wanted, images)
     errors: list[str | None] = []
     for i, (sample_id, image) in enumerate(zip(wanted, images, strict=True)):
+        checkpoint()  # a preview whose client left stops here
         mask = None if mask_images is None else mask_images[i]
         if isinstance(image, SampleError) or isinstance(mask, SampleError):
             failed = next(e for e in (image, mask) if isinstance(e, SampleError))

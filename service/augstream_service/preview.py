@@ -19,7 +19,14 @@ from augstream_protocol.spec import StreamSpec
 
 from .samples import PlanError
 
-__all__ = ["GRID_PARAMETERS", "MAX_TILES", "label_texts", "preview_fields", "render_grid"]
+__all__ = [
+    "GRID_PARAMETERS",
+    "MAX_TILES",
+    "grid_bytes",
+    "label_texts",
+    "preview_fields",
+    "render_grid",
+]
 
 Array = np.ndarray[Any, Any]
 
@@ -56,6 +63,13 @@ def _values(row: Array) -> str:
     flat = np.asarray(row).reshape(-1)
     shown = " ".join(f"{v:.3g}" for v in flat[:3].tolist())
     return shown + (" ..." if flat.size > 3 else "")
+
+
+def grid_bytes(rows: int, cols: int) -> int:
+    """The most bytes a grid of ``rows`` x ``cols`` tiles can take (every tile at its
+    largest), as ``render_grid`` lays it out."""
+    height = rows * (MAX_TILE + _CAPTION + _GAP) + _GAP
+    return height * (cols * (MAX_TILE + _GAP) + _GAP) * 3
 
 
 def render_grid(x: Array, captions: Sequence[str], cols: int, tile: int) -> bytes:

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from augstream_protocol.wire import FrameKind, encode_json_frame
 
+from .memory import BatchWindow
 from .peers import CONNECTION, Pace, SlowPeerError, paced_send
 from .pipeline import EncodedBatch, SampleError, StreamPlan
 from .sampling import positions
@@ -182,11 +183,14 @@ async def stream_frames(
     on_batch: Callable[[int, int], None] = _ignore,
     on_error: Callable[[str], None] = _ignore,
     batches: Callable[[int, int], Future[EncodedBatch]] | None = None,
+    window: BatchWindow | None = None,
 ) -> AsyncIterator[Chunk]:
     """The whole response body: header, batches in order, then an end frame if finite.
 
     ``batches(epoch, batch)`` starts making a batch (default: ``plan.encode_batch`` on
     ``executor``; ``shared.SharedBatches`` shares them between identical streams).
+    ``window`` bounds the batches in flight by the memory budget too (at most ``prefetch``
+    of them, fewer while the budget has no bytes to spare; it is closed with the stream).
     ``on_batch(images, nbytes)`` is told of each batch handed to the server to send, and
     ``on_error(kind)`` of a failure; a failure after the header becomes an error frame (the
     status line is already sent).
@@ -199,6 +203,7 @@ async def stream_frames(
         def batches(epoch: int, batch: int) -> Future[EncodedBatch]:
             return executor.submit(plan.encode_batch, epoch, batch)
 
+    room = window if window is not None else BatchWindow()
     spec = plan.spec
     todo = positions(
         spec.start.epoch,
@@ -216,6 +221,13 @@ async def stream_frames(
             upcoming = (epoch, batch)
             if draining():
                 raise _DrainingError
+            # No bytes in the budget for one more batch in flight: send the oldest first
+            # (there is one: the window always has room when it holds none).
+            while not room.take():
+                async for chunk in _oldest(pending, heartbeat_s, draining, on_batch):
+                    yield chunk
+                sent += 1
+                room.give()
             try:
                 pending.append(((epoch, batch), batches(epoch, batch)))
             except RuntimeError as exc:  # the pool is closed: the server is shutting down
@@ -225,10 +237,12 @@ async def stream_frames(
                 async for chunk in _oldest(pending, heartbeat_s, draining, on_batch):
                     yield chunk
                 sent += 1
+                room.give()
         while pending:
             async for chunk in _oldest(pending, heartbeat_s, draining, on_batch):
                 yield chunk
             sent += 1
+            room.give()
         yield encode_json_frame(FrameKind.END, {"batches": sent})
     except _DrainingError:
         resume_at = pending[0][0] if pending else upcoming
@@ -248,8 +262,9 @@ async def stream_frames(
         on_error("stream_internal_error")
         yield _error_frame("internal_error", f"{type(exc).__name__}: {exc}")
     finally:
-        for _, future in pending:
-            future.cancel()
+        # A batch being made holds its memory until it is done: its room is kept till then.
+        running = [future for _, future in pending if not future.cancel() and not future.done()]
+        room.close_after(running)
 
 
 async def _oldest(

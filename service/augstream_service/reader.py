@@ -21,6 +21,7 @@ from .caches import Cache
 from .catalog import Dataset
 from .decode import DecodeError, decode_image
 from .limits import Limits, shown
+from .memory import CacheShare, MemoryBudget
 from .stores import SourceError
 
 __all__ = ["Counts", "ImageReader", "SampleError"]
@@ -45,11 +46,23 @@ class ImageReader:
     """Decoded images of any dataset, shared by every stream of the server."""
 
     def __init__(
-        self, byte_cache_bytes: int, image_cache_bytes: int, metrics: Counts | None = None
+        self,
+        byte_cache_bytes: int,
+        image_cache_bytes: int,
+        metrics: Counts | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.metrics = metrics
-        self.bytes: Cache[bytes] = Cache(byte_cache_bytes)
-        self.images: Cache[Array] = Cache(image_cache_bytes)
+
+        def share(capacity: int) -> CacheShare | None:
+            return None if budget is None else budget.share(capacity)
+
+        self.bytes: Cache[bytes] = Cache(byte_cache_bytes, share(byte_cache_bytes))
+        self.images: Cache[Array] = Cache(image_cache_bytes, share(image_cache_bytes))
+        if budget is not None:
+            # Decoded images are cheaper to make again than bytes from a store: they go first.
+            budget.add_reclaimer(self.images.shrink)
+            budget.add_reclaimer(self.bytes.shrink)
         self.decodes = 0
         self.reads = 0
         self._lock = threading.Lock()

@@ -17,13 +17,16 @@ from augstream_protocol.stats import StatsRequest
 from augstream_protocol.wire import COMPACT_REQUEST, INPUT_WAIT_HEADER, PROTOCOL_VERSION
 
 from . import __version__
+from .admission import admitted, fit_admitted, stream_window
 from .catalog import Dataset, DatasetUnavailableError
+from .costs import UPLOAD_COST
 from .errors import AdminOnlyError, BusyError
 from .masks import pair_count
 from .numerics import fingerprint, libraries
 from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
 from .resolve import resolve_samples
+from .scheduler import STREAMS
 from .shared import listing_generation, stream_identity
 from .state import State
 from .uploads import UnknownArrayError
@@ -156,7 +159,12 @@ def server_info(state: State) -> dict[str, Any]:
             "max_upload_bytes": settings.max_upload_bytes,
             "max_streams": settings.max_streams,
             "max_streams_per_key": settings.max_streams_per_key,
+            "memory_budget_bytes": settings.memory_budget_bytes,
+            "max_previews": settings.max_previews,
+            "max_fits": settings.max_fits,
         },
+        "memory": state.budget.figures(),
+        "workers": state.fair.figures() if state.fair is not None else None,
         "active_streams": state.slots.active,
         "skipped_samples": state.metrics.skipped_counts(),
         "numerics": fingerprint(),
@@ -247,9 +255,10 @@ async def upload_array(state: State, digest: Digest, request: Request) -> dict[s
     ``max_upload_bytes``); the server checks that their SHA-256 is ``digest``. Specs name
     uploaded arrays by digest in ``arrays`` (``flow(x, y)``, ``flow_from_dataframe``)."""
     length = request.headers.get("content-length")
-    info = await state.uploads.put(
-        digest, request.stream(), int(length) if length and length.isdigit() else None
-    )
+    with admitted(state.budget, UPLOAD_COST, "an upload's buffers", request.state.owner):
+        info = await state.uploads.put(
+            digest, request.stream(), int(length) if length and length.isdigit() else None
+        )
     return info.as_dict()
 
 
@@ -272,19 +281,23 @@ def download_array(state: State, digest: Digest) -> FileResponse:
         404: {"description": "Unknown dataset or uploaded array"},
         422: {"description": "A field is wrong, or a ZCA matrix or sample over the limits"},
         502: {"description": "An image of the sample could not be read"},
+        503: {"description": "At the server's fit limit, or over its memory budget"},
     },
 )
-def dataset_stats(
-    state: State, request: Annotated[StatsRequest, Body(openapi_examples=STATS_EXAMPLES)]
+async def dataset_stats(
+    state: State,
+    request: Annotated[StatsRequest, Body(openapi_examples=STATS_EXAMPLES)],
+    connection: Request,
 ) -> dict[str, Any]:
     """What Keras' ``fit(x, augment, rounds, seed)`` computes, on the images ``spec`` reads:
     the per-channel mean and std (after ``rescale``), and with ``zca_whitening`` the ZCA
     matrix. The arrays are stored like uploads; the answer gives their values and digests,
     which a stream's ``stats`` names. A repeated request is answered from the cache
-    (``cached: true``); ``GET /v1/cache`` counts fits and hits."""
-    return state.stats.fit(
-        request, state.catalog, state.uploads, state.limits, state.reader, state.pool
-    )
+    (``cached: true``); ``GET /v1/cache`` counts fits and hits. At most ``max_fits`` run
+    at once (503, or 429 for a key's own ``max_fits_per_key``, with Retry-After); a fit
+    reserves its memory (ZCA: several D x D matrices) before it starts, and stops when its
+    client goes away."""
+    return await fit_admitted(state, request, connection)
 
 
 @router.post("/v1/files", summary="The files and labels a spec streams from, in sample-id order")
@@ -345,6 +358,7 @@ async def stream(
     refusal = state.slots.refusal(owner)
     if refusal is not None:
         raise BusyError(*refusal)
+    window = stream_window(state.budget, plan, owner)  # its first batch reserved: 503 if not
     release = state.slots.acquire(owner)
     metrics = state.metrics
     client = request.client
@@ -355,19 +369,23 @@ async def stream(
     def close() -> None:
         metrics.stream_ended(live)
         release()
+        window.end()
 
-    # Identical streams share their batches (``shared``), whatever ranges they ask for.
+    # Its batches are made on the workers as this key's fair share allows (``scheduler``),
+    # or shared with identical streams (``shared``), whatever ranges they ask for.
+    lane = state.scheduler.lane(STREAMS, owner)
     identity = stream_identity(plan, generation, listing_generation(state.catalog, spec))
-    batches = None if state.batches is None else state.batches.source(plan, identity, state.pool)
+    batches = None if state.batches is None else state.batches.source(plan, identity, lane)
     frames = stream_frames(
         plan,
-        state.pool,
+        lane,
         prefetch=state.settings.prefetch,
         heartbeat_s=state.settings.heartbeat_s,
         draining=lambda: state.draining,
         on_batch=lambda images, nbytes: metrics.batch_sent(live, images, nbytes),
         on_error=metrics.error,
         batches=batches,
+        window=window,
     )
     return FrameStreamResponse(
         frames,

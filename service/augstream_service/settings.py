@@ -18,6 +18,7 @@ from pydantic_settings import (
 from .catalog import DatasetConfig
 from .cores import allowed_cores, default_processes
 from .limits import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from .memory import default_budget
 
 __all__ = ["Settings", "load_settings"]
 
@@ -59,6 +60,30 @@ class Settings(BaseSettings):
     max_streams: Annotated[int, Field(ge=1)] = 64
     #: Streams one API key (or, without keys, one client address) may run at once.
     max_streams_per_key: Annotated[int, Field(ge=1)] | None = 16
+    #: The bytes every stream, preview, fit, upload and cache of the server draws from
+    #: before it allocates (what does not fit gets a 503 naming it; the caches shrink
+    #: first). Default: 3/4 of the container's memory limit, or of the machine's memory.
+    memory_budget_bytes: Annotated[int, Field(ge=1 << 20)] = Field(default_factory=default_budget)
+    #: The most of the memory budget one API key (or, without keys, one client address) may
+    #: hold at once.
+    max_memory_share_per_key: Annotated[float, Field(gt=0, le=1)] = 0.5
+    #: Each API key's share of the workers, in the order of ``api_keys`` (a key not listed
+    #: weighs 1): while several keys are busy, each gets workers in proportion to its weight.
+    key_weights: list[Annotated[float, Field(gt=0, le=1000)]] = Field(default_factory=list)
+    #: Previews (``GET /v1/preview``) and fits (``POST /v1/stats``) running at once, in all
+    #: and per key (or address); more wait ``admission_wait_s``, then get a 503 (429 per
+    #: key) with ``Retry-After``.
+    max_previews: Annotated[int, Field(ge=1)] = 8
+    max_previews_per_key: Annotated[int, Field(ge=1)] | None = 4
+    max_fits: Annotated[int, Field(ge=1)] = 4
+    max_fits_per_key: Annotated[int, Field(ge=1)] | None = 2
+    #: How long a preview or fit over those caps waits for its turn (no thread held) before
+    #: its 503 or 429.
+    admission_wait_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    #: The most worker threads previews, and fits, may use at once (default: a quarter of
+    #: ``threads``, at least 1); together they always leave streams one worker.
+    preview_workers: Annotated[int, Field(ge=1)] | None = None
+    fit_workers: Annotated[int, Field(ge=1)] | None = None
     max_batch_bytes: Annotated[int, Field(ge=1)] = 256 << 20
     max_file_bytes: Annotated[int, Field(ge=1)] = 64 << 20
     #: What streams do with an image that cannot be read or decoded: end with an error

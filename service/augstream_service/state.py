@@ -8,13 +8,16 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from .admission import KindSlots
 from .catalog import Catalog
 from .fit import StatsBook
+from .memory import MemoryBudget
 from .metrics import Metrics
 from .pipeline import Limits
 from .processes import ProcessPool
 from .producer import StreamSlots
 from .reader import ImageReader
+from .scheduler import FairScheduler
 from .settings import Settings
 from .shared import SharedBatches
 from .uploads import UploadStore
@@ -36,6 +39,11 @@ class ServerState:
     reader: ImageReader
     #: Counters, stage timings and the live streams (``/metrics``, ``/v1/status``).
     metrics: Metrics
+    #: What every stream, preview, fit, upload and cache draws its bytes from.
+    budget: MemoryBudget
+    #: Previews and fits running, against their caps (streams have ``slots``).
+    previews: KindSlots
+    fits: KindSlots
     #: The API keys as bytes, ready for constant-time comparison (empty: no keys needed).
     api_keys: list[bytes] = field(default_factory=list)
     #: Dataset statistics computed so far (``POST /v1/stats``).
@@ -47,6 +55,8 @@ class ServerState:
     executor: ThreadPoolExecutor | None = field(default=None)
     #: The worker processes that make batches' samples (none: the threads do).
     processes: ProcessPool | None = field(default=None)
+    #: Hands the pool's workers out fairly (by kind, key and flow; started with the pool).
+    fair: FairScheduler | None = field(default=None)
 
     def cache_figures(self) -> dict[str, Any]:
         """Decodes, store reads and the caches' figures, the worker processes' included."""
@@ -59,6 +69,13 @@ class ServerState:
         if self.executor is None:
             raise RuntimeError("the worker pool is not running (was the app started?)")
         return self.executor
+
+    @property
+    def scheduler(self) -> FairScheduler:
+        """The running scheduler, through which all work reaches the pool."""
+        if self.fair is None:
+            raise RuntimeError("the worker pool is not running (was the app started?)")
+        return self.fair
 
 
 def _state(request: Request) -> ServerState:

@@ -19,10 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from augstream_protocol.spec import StreamSpec
 
 from . import __version__
+from .admission import admitted, while_connected
 from .catalog import DatasetUnavailableError
+from .costs import preview_cost
 from .numerics import fingerprint, libraries
 from .pipeline import StreamPlan, make_plan
-from .preview import MAX_TILE, label_texts, preview_fields, render_grid
+from .preview import MAX_TILE, grid_bytes, label_texts, preview_fields, render_grid
 from .state import State
 
 __all__ = ["UI_DIR", "router"]
@@ -180,10 +182,26 @@ async def preview(
         parsed = StreamSpec.model_validate(fields)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-    plan = await run_in_threadpool(
-        make_plan, parsed, state.catalog, state.uploads, state.limits, state.reader, state.metrics
-    )
-    png = await asyncio.wrap_future(state.pool.submit(_grid, plan, epoch, cols, tile))
+    owner = request.state.owner
+    # At most max_previews at once: a wait, then 503 (429 per key) beyond.
+    release = await state.previews.enter(owner)
+    try:
+        plan = await run_in_threadpool(
+            make_plan,
+            parsed,
+            state.catalog,
+            state.uploads,
+            state.limits,
+            state.reader,
+            state.metrics,
+        )
+        cost = preview_cost(plan, grid_bytes(rows, cols))
+        with admitted(state.budget, cost, "this preview", owner):
+            lane = state.scheduler.lane("preview", owner)
+            made = asyncio.wrap_future(lane.submit(_grid, plan, epoch, cols, tile))
+            png = await while_connected(request, lane, made)
+    finally:
+        release()
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
