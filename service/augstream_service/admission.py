@@ -1,11 +1,12 @@
 """Admission of one-shot work (previews, fits, uploads): a cap per kind and per owner, the
 memory the request reserves, and its cancellation when its client goes away.
 
-Streams have their own slots (``producer.StreamSlots``); previews and fits get theirs here,
-so no kind can take the others' turn: each has its concurrency cap (and, in the scheduler, a
-cap on the workers it may use at once). A request over a cap waits its turn in the event
-loop (no thread held) for a while, then is refused with a 503 (429 for the caller's own cap)
-and ``Retry-After``; one that does not fit in the memory budget is refused at once.
+Streams have their own slots (``producer.StreamSlots``, refused at once); previews and fits
+get theirs here, so no kind can take the others' turn: each has its concurrency cap (and,
+in the scheduler, a cap on the workers it may use at once). A request over a cap waits its
+turn in the event loop (no thread held) for a while, then is refused with a 503 (429 for
+the caller's own cap) and ``Retry-After``; one that does not fit in the memory budget is
+refused at once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .scheduler import Lane
 
 __all__ = [
     "KindSlots",
+    "Slots",
     "admitted",
     "fit_admitted",
     "reserving",
@@ -43,21 +45,42 @@ __all__ = [
 T = TypeVar("T")
 
 
-class KindSlots:
+class Slots:
+    """Live requests counted against a server's cap (``limit``) and each owner's
+    (``per_owner``; an owner is an API key, or a client address on a server without keys).
+    Touched only from the event loop."""
+
+    def __init__(self, limit: int, per_owner: int | None = None) -> None:
+        self.limit = limit
+        self.per_owner = per_owner
+        self.active = 0
+        self.by_owner: Counter[str] = Counter()
+
+    def acquire(self, owner: str) -> Callable[[], None]:
+        """Take a slot for ``owner`` (its caps checked first); returns its release."""
+        self.active += 1
+        self.by_owner[owner] += 1
+
+        def release() -> None:
+            self.active -= 1
+            self.by_owner[owner] -= 1
+            if not self.by_owner[owner]:
+                del self.by_owner[owner]
+
+        return release
+
+
+class KindSlots(Slots):
     """Concurrent requests of one kind, against the server's cap and each owner's; a
-    request over a cap waits for its turn up to ``wait_s``. Touched only from the event
-    loop."""
+    request over a cap waits for its turn up to ``wait_s``."""
 
     def __init__(
         self, kind: str, limit: int, per_owner: int | None, setting: str, wait_s: float
     ) -> None:
+        super().__init__(limit, per_owner)
         self.kind = kind
-        self.limit = limit
-        self.per_owner = per_owner
         self.setting = setting
         self.wait_s = wait_s
-        self.active = 0
-        self.by_owner: Counter[str] = Counter()
         self._freed = asyncio.Event()
 
     def _full(self, owner: str) -> BusyError | None:
@@ -86,14 +109,10 @@ class KindSlots:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):
                     await self._freed.wait()
-        self.active += 1
-        self.by_owner[owner] += 1
+        released = self.acquire(owner)
 
         def release() -> None:
-            self.active -= 1
-            self.by_owner[owner] -= 1
-            if not self.by_owner[owner]:
-                del self.by_owner[owner]
+            released()
             # Every waiter looks again; a new event for those that still find no room.
             self._freed.set()
             self._freed = asyncio.Event()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor, Future
 
@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from augstream_protocol.wire import FrameKind, encode_json_frame
 
+from .admission import Slots
 from .memory import BatchWindow
 from .peers import CONNECTION, Pace, SlowPeerError, paced_send
 from .pipeline import EncodedBatch, SampleError, StreamPlan
@@ -56,15 +57,9 @@ def _ignore(*_: object) -> None:
     return None
 
 
-class StreamSlots:
-    """Counts live streams against the server's limit and each owner's (an API key, or a
-    client address on a server without keys). Touched only from the event loop."""
-
-    def __init__(self, limit: int, per_owner: int | None = None) -> None:
-        self.limit = limit
-        self.per_owner = per_owner
-        self.active = 0
-        self.by_owner: Counter[str] = Counter()
+class StreamSlots(Slots):
+    """Counts live streams against the server's limit and each owner's; a stream over a
+    cap is refused at once (its client retries)."""
 
     def refusal(self, owner: str) -> tuple[int, str] | None:
         """Why ``owner`` cannot start a stream now, as (HTTP status, message), or None."""
@@ -76,19 +71,6 @@ class StreamSlots:
         if self.active >= self.limit:
             return 503, f"this server already runs {self.limit} streams, its limit; retry later"
         return None
-
-    def acquire(self, owner: str) -> Callable[[], None]:
-        """Take a slot for ``owner`` (check ``refusal`` first); returns its release."""
-        self.active += 1
-        self.by_owner[owner] += 1
-
-        def release() -> None:
-            self.active -= 1
-            self.by_owner[owner] -= 1
-            if not self.by_owner[owner]:
-                del self.by_owner[owner]
-
-        return release
 
 
 class FrameStreamResponse(StreamingResponse):
