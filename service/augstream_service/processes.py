@@ -42,7 +42,13 @@ if TYPE_CHECKING:
     from .pipeline import StreamPlan
     from .settings import Settings
 
-__all__ = ["PoolClosedError", "ProcessPool", "SharedMemoryFullError", "WorkerLostError"]
+__all__ = [
+    "PoolClosedError",
+    "ProcessPool",
+    "SharedMemoryFullError",
+    "WorkerLostError",
+    "shm_has_room",
+]
 
 log = logging.getLogger("augstream.processes")
 
@@ -136,6 +142,26 @@ def _reserve(name: str, size: int) -> None:
 def _shm_free() -> int:
     found = os.statvfs("/dev/shm")
     return found.f_bavail * found.f_frsize
+
+
+#: What a cache leaves free of /dev/shm when it keeps blocks: this share of its size, and
+#: at least ``_SHM_KEEP_MIN`` (the workers' next batches need blocks too).
+_SHM_KEEP_SHARE = 0.25
+_SHM_KEEP_MIN = 256 << 20
+
+
+def shm_has_room(nbytes: int) -> bool:
+    """Whether a cache may keep a batch's block of ``nbytes`` (rather than a copy of the
+    batch) and leave the workers room: a roomy /dev/shm (a host's, or a container's given
+    gigabytes) keeps blocks, saving a copy and a fresh allocation per batch; a small one
+    (a container's default 64 MiB) gets copies, so blocks go back to the pool at once."""
+    try:
+        found = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    size = found.f_blocks * found.f_frsize
+    free = found.f_bavail * found.f_frsize
+    return free - nbytes >= max(_SHM_KEEP_SHARE * size, _SHM_KEEP_MIN)
 
 
 class _Worker:

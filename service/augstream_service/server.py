@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .directbody import direct
 from .peers import CONNECTION
 
 __all__ = ["DrainingServer", "HeaderDeadline", "header_deadline", "server_config"]
@@ -53,20 +54,22 @@ class HeaderDeadline(H11Protocol):
         super().data_received(data)
         if self.cycle is not cycle:  # a request's headers are complete: its app runs
             self._disarm()
-            self._extend()
+            self._started()
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
         super().on_response_complete()
         # The next request's clock starts now, unless a pipelined one has already begun.
         if self.cycle is not cycle:
-            self._extend()
+            self._started()
         elif not self.transport.is_closing():
             self._arm()
 
-    def _extend(self) -> None:
+    def _started(self) -> None:
         # The app's task has not run yet: it finds the connection's unsent bytes in its
-        # scope, by which a stream sees whether a slow client takes anything (peers).
+        # scope, by which a stream sees whether a slow client takes anything (peers), and
+        # its large body pieces are written without h11's copy (directbody).
+        direct(self.cycle)
         extensions = self.cycle.scope.setdefault("extensions", {})
         extensions[CONNECTION] = {"unsent": self.transport.get_write_buffer_size}
 

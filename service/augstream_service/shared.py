@@ -34,6 +34,7 @@ from .batchcache import Budget, FlightCache, Found, relay
 from .catalog import Catalog, UnknownDatasetError
 from .numerics import fingerprint
 from .pipeline import EncodedBatch, ProducedBatch, StreamPlan
+from .processes import shm_has_room
 
 __all__ = [
     "PLACEMENT",
@@ -117,19 +118,24 @@ class _Made:
     encoded: EncodedBatch
 
 
-def _owned(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """``array`` in memory of numpy's own: as it is, or copied out of a buffer it views (a
-    worker process's shared-memory block, which returns to its pool only when no array
-    views it: kept in the cache, blocks would fill a container's small /dev/shm)."""
+def _owned(array: np.ndarray[Any, Any], borrow: Callable[[int], bool]) -> np.ndarray[Any, Any]:
+    """``array`` to keep in the cache: as it is when numpy owns its memory; one that views a
+    buffer (a worker process's shared-memory block, which returns to its pool only when no
+    array views it) as it is while ``borrow(nbytes)`` says there is room to keep the block,
+    else a copy (kept blocks would fill a container's small /dev/shm)."""
     base: object = array
     while isinstance(base, np.ndarray) and not base.flags.owndata:
         base = base.base
-    return np.ascontiguousarray(array) if isinstance(base, np.ndarray) else array.copy()
+    if isinstance(base, np.ndarray) or borrow(array.nbytes):
+        return np.ascontiguousarray(array)
+    return array.copy()
 
 
-def _make(plan: StreamPlan, epoch: int, batch: int) -> tuple[_Made, int]:
+def _make(
+    plan: StreamPlan, borrow: Callable[[int], bool], epoch: int, batch: int
+) -> tuple[_Made, int]:
     produced = plan.produce_batch(epoch, batch, compact=plan.compact)
-    arrays = {name: _owned(array) for name, array in produced.arrays.items()}
+    arrays = {name: _owned(array, borrow) for name, array in produced.arrays.items()}
     for array in arrays.values():
         # Several streams may send views of it at once, long after it left the cache.
         array.flags.writeable = False
@@ -143,11 +149,18 @@ def _make(plan: StreamPlan, epoch: int, batch: int) -> tuple[_Made, int]:
 class SharedBatches:
     """The server's finished batches, by stream identity and position, in bytes drawn from
     ``budget``; ``on_shared(dataset, nbytes)`` hears of each batch a stream got without
-    making it (held, or made for another stream that asked first)."""
+    making it (held, or made for another stream that asked first). A batch a worker process
+    made in shared memory is kept there while ``borrow(nbytes)`` allows, else copied out."""
 
-    def __init__(self, budget: Budget, on_shared: Callable[[str, int], None] = _ignore) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        on_shared: Callable[[str, int], None] = _ignore,
+        borrow: Callable[[int], bool] = shm_has_room,
+    ) -> None:
         self.cache: FlightCache[_Made] = FlightCache(budget)
         self._on_shared = on_shared
+        self._borrow = borrow
 
     def source(
         self, plan: StreamPlan, identity: StreamIdentity | None, executor: Executor
@@ -159,7 +172,9 @@ class SharedBatches:
 
         def fetch(epoch: int, batch: int) -> Future[EncodedBatch]:
             made, found = self.cache.fetch(
-                identity.key(epoch, batch), partial(_make, plan, epoch, batch), executor
+                identity.key(epoch, batch),
+                partial(_make, plan, self._borrow, epoch, batch),
+                executor,
             )
             if found is Found.HELD and made.result().produced.epoch != epoch:
                 # Encoding names the epoch: on the pool, not in the event loop.

@@ -3,6 +3,7 @@ request in its stream."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,12 +51,19 @@ def test_the_placement_fields_are_spec_fields() -> None:
     assert set(StreamSpec.model_fields) >= PLACEMENT
 
 
-def test_cached_arrays_hold_no_borrowed_buffer() -> None:
-    # A worker process's batch views a shared-memory block; the cache keeps a copy, so the
-    # block goes back to its pool once the batch is made. numpy's own memory is kept as is.
+def test_cached_arrays_hold_a_borrowed_buffer_only_where_there_is_room() -> None:
+    # A worker process's batch views a shared-memory block; where /dev/shm is small the
+    # cache keeps a copy, so the block goes back to its pool once the batch is made; where
+    # it has room, the block itself (no copy). numpy's own memory is kept as is.
     block = bytearray(24)
     borrowed = np.ndarray((24,), dtype=np.uint8, buffer=block)[:12].reshape(3, 4)
-    kept = _owned(borrowed)
+    asked: list[int] = []
+
+    def room(answer: bool) -> Callable[[int], bool]:
+        return lambda nbytes: asked.append(nbytes) or answer
+
+    kept = _owned(borrowed, room(False))
     assert kept.flags.owndata and kept.tobytes() == borrowed.tobytes()
+    assert _owned(borrowed, room(True)) is borrowed and asked == [12, 12]
     own = np.zeros((4, 3), dtype=np.uint8)[:2]
-    assert _owned(own) is own
+    assert _owned(own, room(False)) is own and asked == [12, 12]
