@@ -84,12 +84,17 @@ def paced_send(send: Send, pace: Pace, unsent: Callable[[], int] | None = None) 
         size = len(message.get("body", b""))
         while pace.budget > 0:
             before, began = unsent(), time.monotonic()
-            try:
-                async with asyncio.timeout(min(STEP_S, pace.budget)):
-                    await send(message)
-            except TimeoutError:
-                pace.spent(max(0, before - unsent()), time.monotonic() - began)
-                continue
+            if not before:
+                # Nothing of the connection's waits to drain: the send cannot wait, and
+                # needs no deadline (a timer armed and cancelled per piece, for nothing).
+                await send(message)
+            else:
+                try:
+                    async with asyncio.timeout(min(STEP_S, pace.budget)):
+                        await send(message)
+                except TimeoutError:
+                    pace.spent(max(0, before - unsent()), time.monotonic() - began)
+                    continue
             pace.spent(max(0, before + size - unsent()), time.monotonic() - began)
             return
         raise SlowPeerError
