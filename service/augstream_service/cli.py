@@ -47,7 +47,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="worker processes that make the batches' samples, each with its own GIL "
-        "(default: one per core from 8 cores on, 0 below: the threads make them)",
+        "(default: one per 4 cores from 8 cores on, 0 below: the threads make them)",
+    )
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=None,
+        help="threads in each worker process (default: --threads shared out over --processes)",
     )
     parser.add_argument(
         "--prefetch",
@@ -137,6 +143,7 @@ def serve(args: argparse.Namespace) -> int:
         for key, value in {
             "threads": args.threads,
             "processes": args.processes,
+            "worker_threads": args.worker_threads,
             "prefetch": args.prefetch,
             "upload_dir": args.upload_dir,
             "on_corrupt": args.on_corrupt,

@@ -9,7 +9,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["PROCESSES_FROM", "allowed_cores", "default_processes"]
+__all__ = ["CORES_PER_PROCESS", "PROCESSES_FROM", "allowed_cores", "default_processes"]
 
 #: From this many allowed cores on, a server makes its batches in worker processes: one
 #: process's GIL would otherwise leave most of them idle (docs/performance.md).
@@ -40,8 +40,17 @@ def allowed_cores(root: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, cores or 1)
 
 
+#: Allowed cores per worker process by default (each runs this many threads): a batch's
+#: samples go to the workers that own them, a message each way per worker, so a process
+#: per core would cost the server process ~20 messages per batch of 32 on 32 cores
+#: (its GIL per image measured 66-76 us with 2 workers, 89-116 with 8 and 102-161 with 16,
+#: on 2 cores); a worker's GIL is busy ~12% of each image it makes, so 4 threads leave it
+#: room.
+CORES_PER_PROCESS = 4
+
+
 def default_processes() -> int:
-    """Worker processes by default: one per allowed core on a box of ``PROCESSES_FROM``
-    cores or more, none (threads only) below."""
+    """Worker processes by default: one per ``CORES_PER_PROCESS`` allowed cores on a box of
+    ``PROCESSES_FROM`` cores or more, none (threads only) below."""
     cores = allowed_cores()
-    return cores if cores >= PROCESSES_FROM else 0
+    return max(2, cores // CORES_PER_PROCESS) if cores >= PROCESSES_FROM else 0

@@ -20,7 +20,7 @@ from .cores import allowed_cores, default_processes
 from .limits import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from .memory import default_budget
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "worker_threads"]
 
 
 def _default_upload_dir() -> Path:
@@ -53,9 +53,13 @@ class Settings(BaseSettings):
     #: CPU quota).
     threads: Annotated[int, Field(ge=1, le=256)] = Field(default_factory=_default_threads)
     #: Worker processes that make the batches' samples, each with its own GIL and its share
-    #: of the caches (0: the threads make them). Default: one per allowed core from 8 cores
-    #: on, 0 below (docs/performance.md, "A big box").
+    #: of the caches (0: the threads make them). Default: one per 4 allowed cores from 8
+    #: cores on, 0 below (docs/performance.md, "A big box").
     processes: Annotated[int, Field(ge=0, le=256)] = Field(default_factory=default_processes)
+    #: Threads in each worker process (default: ``threads`` shared out over ``processes``).
+    #: A batch's samples go to the workers that own them, one message each way per worker,
+    #: so fewer workers with more threads cost the server process fewer messages per batch.
+    worker_threads: Annotated[int, Field(ge=1, le=64)] | None = None
     prefetch: Annotated[int, Field(ge=1, le=64)] = 4
     max_streams: Annotated[int, Field(ge=1)] = 64
     #: Streams one API key (or, without keys, one client address) may run at once.
@@ -176,3 +180,10 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
             return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     return FromFile(**overrides)
+
+
+def worker_threads(settings: Settings) -> int:
+    """Threads in each worker process: the setting, or ``threads`` over ``processes``."""
+    if settings.worker_threads is not None:
+        return settings.worker_threads
+    return max(1, -(-settings.threads // max(1, settings.processes)))

@@ -4,8 +4,10 @@ decoding and augmenting them into a shared-memory block the main process made.
 Each worker builds its own catalog, upload store and reader (with its share of the caches)
 from the server's settings, so it holds a GIL, a heap and a cache of its own; it makes the
 samples whose ids it owns (``sample id % workers``), so every image is decoded and cached by
-one worker only. It keeps the plans it was sent (by their key) and checks, before it makes
-a plan's samples, that it reads the same listing as the main process (``Samples.digest``).
+one worker only. It makes several tasks at once in ``worker_threads`` threads (OpenCV
+releases the GIL while it decodes and warps). It keeps the plans it was sent (by their key)
+and checks, before it makes a plan's samples, that it reads the same listing as the main
+process (``Samples.digest``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import mmap
 import os
 import pickle
 import sys
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -41,16 +45,20 @@ class _Tally:
     def __init__(self) -> None:
         self.observed: list[tuple[str, float]] = []
         self.errors: dict[str, int] = {}
+        self._lock = threading.Lock()  # the worker's threads report at once
 
     def observe(self, stage: str, seconds: float) -> None:
-        self.observed.append((stage, seconds))
+        with self._lock:
+            self.observed.append((stage, seconds))
 
     def error(self, kind: str, count: int = 1) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + count
+        with self._lock:
+            self.errors[kind] = self.errors.get(kind, 0) + count
 
     def taken(self) -> dict[str, Any]:
-        found = {"observed": self.observed, "errors": self.errors}
-        self.observed, self.errors = [], {}
+        with self._lock:
+            found = {"observed": self.observed, "errors": self.errors}
+            self.observed, self.errors = [], {}
         return found
 
 
@@ -87,10 +95,10 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
     from .making import make_samples
     from .pipeline import StreamPlan, make_plan
     from .reader import ImageReader
-    from .settings import Settings
+    from .settings import Settings, worker_threads
     from .wiring import catalog_from, limits_from, uploads_from
 
-    # The worker is one core's worth: OpenCV's own threads would only oversubscribe.
+    # The worker's threads are its cores: OpenCV's own threads would only oversubscribe.
     cv2.setNumThreads(1)
     settings = Settings.model_validate_json(settings_json)
     catalog = catalog_from(settings)
@@ -105,7 +113,15 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
     plans: OrderedDict[str, StreamPlan] = OrderedDict()
     blocks: OrderedDict[str, mmap.mmap] = OrderedDict()
 
+    # The worker's threads share its plans and mapped blocks.
+    held = threading.Lock()
+    sending = threading.Lock()
+
     def plan_for(key: str, spec_json: str, compact: bool, digest: str) -> StreamPlan:
+        with held:
+            return _plan_for(key, spec_json, compact, digest)
+
+    def _plan_for(key: str, spec_json: str, compact: bool, digest: str) -> StreamPlan:
         plan = plans.get(key)
         if plan is not None:
             plans.move_to_end(key)
@@ -126,19 +142,20 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
         return plan
 
     def block(name: str) -> mmap.mmap:
-        found = blocks.get(name)
-        if found is None:
-            found = blocks[name] = _attach(name)
-            while len(blocks) > _BLOCKS:
-                blocks.popitem(last=False)[1].close()
-        blocks.move_to_end(name)
-        return found
+        with held:
+            found = blocks.get(name)
+            if found is None:
+                found = blocks[name] = _attach(name)
+                while len(blocks) > _BLOCKS:
+                    # A thread may still write into it: closing an mmap with views
+                    # exported fails, so an old block is dropped and unmapped when the
+                    # last array viewing it is gone.
+                    blocks.popitem(last=False)
+            blocks.move_to_end(name)
+            return found
 
-    while True:
-        try:
-            task: Task = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
+    def made(task: Task) -> bool:
+        """Makes ``task`` and replies; False once the pipe is closed."""
         ident = task[0]
         try:
             _, key, spec_json, compact, digest, epoch, ids, slots, name, shape, dtype, masks = task
@@ -156,9 +173,28 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
             log.exception("worker %d could not make task %d", index, ident)
             reply = ("failed", ident, f"{type(exc).__name__}: {exc}")
         try:
-            conn.send_bytes(pickle.dumps(reply))
+            with sending:
+                conn.send_bytes(pickle.dumps(reply))
         except OSError:  # the server closed the pipe (it is stopping): nobody is waiting
-            return
+            return False
+        return True
+
+    # One thread: the tasks are made in the loop. More: a task per free thread, several
+    # batches' parts at once (the main process has a batch in flight per thread of its own).
+    threads = worker_threads(settings)
+    pool = ThreadPoolExecutor(threads, "augstream-worker") if threads > 1 else None
+    while True:
+        try:
+            task: Task = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            break
+        if pool is None:
+            if not made(task):
+                break
+        else:
+            pool.submit(made, task)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def _server(roots: list[Path], processes: int, **settings: Any) -> BackgroundSer
 
 @pytest.fixture(scope="module")
 def servers(roots: list[Path]) -> Iterator[tuple[str, str, Any]]:
-    """The same data from a server with two worker processes and one with threads only."""
-    with _server(roots, 2) as pooled, _server(roots, 0) as threads:
+    """The same data from a server with two worker processes (three threads in each, so a
+    worker makes several batches' parts at once) and one with threads only."""
+    with _server(roots, 2, worker_threads=3) as pooled, _server(roots, 0) as threads:
         yield pooled.url, threads.url, pooled
 
 

@@ -44,20 +44,25 @@ def test_a_v1_quota_is_read_too(tmp_path: Path) -> None:
     assert allowed_cores(unlimited) == AFFINITY
 
 
-@pytest.mark.parametrize("count", [1, 2, PROCESSES_FROM - 1, PROCESSES_FROM, 32])
-def test_worker_processes_start_from_eight_cores(
-    monkeypatch: pytest.MonkeyPatch, count: int
+@pytest.mark.parametrize(
+    ("count", "processes"), [(1, 0), (2, 0), (PROCESSES_FROM - 1, 0), (PROCESSES_FROM, 2), (9, 2),
+                             (16, 4), (32, 8), (64, 16)]
+)  # fmt: skip
+def test_worker_processes_start_from_eight_cores_one_per_four(
+    monkeypatch: pytest.MonkeyPatch, count: int, processes: int
 ) -> None:
     monkeypatch.setattr(cores, "allowed_cores", lambda: count)
-    assert default_processes() == (count if count >= PROCESSES_FROM else 0)
+    assert default_processes() == processes
 
 
 def test_the_settings_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    from augstream_service.settings import Settings
+    from augstream_service.settings import Settings, worker_threads
 
     monkeypatch.delenv("AUGSTREAM_PROCESSES", raising=False)
     monkeypatch.delenv("AUGSTREAM_THREADS", raising=False)
     monkeypatch.setattr(cores, "allowed_cores", lambda: 16)
     monkeypatch.setattr("augstream_service.settings.allowed_cores", lambda: 16)
     settings = Settings()
-    assert (settings.threads, settings.processes) == (16, 16)
+    assert (settings.threads, settings.processes, worker_threads(settings)) == (16, 4, 4)
+    assert worker_threads(Settings(threads=6, processes=4)) == 2  # rounded up
+    assert worker_threads(Settings(processes=4, worker_threads=1)) == 1
