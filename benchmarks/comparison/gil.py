@@ -73,11 +73,20 @@ def available() -> bool:
 
 
 def server_processes(pid: int) -> list[int]:
-    """The server's process id and its worker processes' (its children)."""
+    """The server's process id and its worker processes' (those of its children that run
+    ``augstream_service.workers``: not multiprocessing's resource tracker)."""
     children: list[int] = []
     for path in glob.glob(f"/proc/{pid}/task/*/children"):
         children += [int(n) for n in Path(path).read_text().split()]
-    return [pid, *sorted(set(children))]
+    workers = []
+    for child in sorted(set(children)):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if b"augstream_service.workers" in command:
+            workers.append(child)
+    return [pid, *workers]
 
 
 def held(pids: list[int], seconds: float, folder: Path) -> list[subprocess.Popen[bytes]]:
@@ -154,6 +163,7 @@ def measure(
     holds = {name: min(share, cpus[name]) for name, share in gil.items()}
     busiest = max(holds, key=holds.__getitem__)
     return {
+        "server_ceiling_images_per_s": round(rate / max(holds["server"], 1e-9)),
         "images_per_s": round(rate, 1),
         "gil_share": {name: round(share, 3) for name, share in gil.items()},
         "cpu_share": {name: round(cpus[name], 3) for name in gil},
@@ -168,8 +178,8 @@ def report(found: list[dict[str, Any]]) -> str:
     """(h) as a Markdown table, and the benchmark's work against the targets."""
     lines = [
         "| (h) GIL | work | processes | images/s | us per image, each process: GIL held "
-        "(py-spy) / CPU | busiest | ceiling, images/s |",
-        "|---|---|---|---|---|---|---|",
+        "(py-spy) / CPU | busiest | ceiling, images/s | the server process's |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in found:
         each = ", ".join(
@@ -179,16 +189,26 @@ def report(found: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {'cold' if row['cold'] else 'warm'} | {row['work']} | {row['processes']} "
             f"| {row['images_per_s']:.0f} | {each} | {row['busiest']} "
-            f"| {row['ceiling_images_per_s']:,} |"
+            f"| {row['ceiling_images_per_s']:,} | {row['server_ceiling_images_per_s']:,} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "A worker's hold per image falls as workers are added (each makes 1/processes of "
+        "the images); the server process's does not: on a box with more workers its ceiling "
+        "is the one that stays.",
+        "",
+    ]
     for row in found:
         if row["work"] != "benchmark":
             continue
         target = CEILINGS[row["cold"]]
-        met = "met" if row["ceiling_images_per_s"] >= target else "MISSED"
-        lines.append(
-            f"- ceiling, {'cold' if row['cold'] else 'warm'}, processes={row['processes']}: "
-            f"{row['ceiling_images_per_s']:,} (target >= {target:,}): {met}"
-        )
+        ceilings = [("busiest process", row["ceiling_images_per_s"])]
+        if row["processes"]:
+            ceilings.append(("server process", row["server_ceiling_images_per_s"]))
+        for what, ceiling in ceilings:
+            met = "met" if ceiling >= target else "MISSED"
+            lines.append(
+                f"- ceiling, {'cold' if row['cold'] else 'warm'}, processes={row['processes']}"
+                f", {what}: {ceiling:,} (target >= {target:,}): {met}"
+            )
     return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""Contender (h)'s report: each process's hold, the busiest's ceiling and the server
+process's, against the issue's targets; only worker processes are sampled beside the
+server (not multiprocessing's resource tracker)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from benchmarks.comparison.gil import report, server_processes
+
+
+def _row(cold: bool, processes: int, ceiling: int, server: int) -> dict[str, object]:
+    holds = {"server": 50.0, **({"worker 1": 120.0} if processes else {})}
+    return {
+        "work": "benchmark", "cold": cold, "processes": processes, "images_per_s": 800.0,
+        "gil_us_per_image": holds, "cpu_us_per_image": {k: 2 * v for k, v in holds.items()},
+        "busiest": "worker 1" if processes else "server", "ceiling_images_per_s": ceiling,
+        "server_ceiling_images_per_s": server,
+    }  # fmt: skip
+
+
+def test_the_report_judges_the_busiest_and_the_server_process() -> None:
+    text = report([_row(True, 0, 9_000, 9_000), _row(True, 2, 8_000, 16_000)])
+    assert "| cold | benchmark | 2 | 800 | server 50 / 100, worker 1 120 / 240 |" in text
+    assert "- ceiling, cold, processes=0, busiest process: 9,000 (target >= 15,000): MISSED" in text
+    assert "- ceiling, cold, processes=2, busiest process: 8,000 (target >= 15,000): MISSED" in text
+    assert "- ceiling, cold, processes=2, server process: 16,000 (target >= 15,000): met" in text
+    assert "processes=0, server process" not in text
+
+
+def test_only_worker_processes_are_sampled_beside_the_server() -> None:
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    other = subprocess.Popen(sleep)
+    worker = subprocess.Popen([*sleep, "augstream_service.workers"])  # named as a worker is
+    try:
+        assert server_processes(os.getpid()) == [os.getpid(), worker.pid]
+    finally:
+        for child in (other, worker):
+            child.kill()
+            child.wait()
