@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 import pytest
@@ -25,6 +25,17 @@ def _work(done: list[str], name: str, seconds: float = 0.004) -> None:
     done.append(name)
 
 
+def _share(measure: Callable[[], Counter[str]], fair: Callable[[Counter[str]], bool]) -> None:
+    """``fair(measure())`` in one of three tries. Shares are of worker-seconds, measured as
+    the tasks run: on a loaded machine one task stalled by the kernel (a fifth of a second
+    is seen) is charged as many tasks' work, and its flow rightly waits that long; a
+    scheduler that is not fair (no charging, no levelling) misses in every try."""
+    tries = [measure()]
+    while not fair(tries[-1]) and len(tries) < 3:
+        tries.append(measure())
+    assert fair(tries[-1]), tries
+
+
 def _first(done: list[str], count: int, futures: list[Future[None]]) -> Counter[str]:
     deadline = time.monotonic() + 20
     while len(done) < count and time.monotonic() < deadline:
@@ -37,37 +48,43 @@ def _first(done: list[str], count: int, futures: list[Future[None]]) -> Counter[
 def test_two_owners_share_the_workers_equally_whatever_their_flow_counts(
     pool: ThreadPoolExecutor,
 ) -> None:
-    scheduler = FairScheduler(pool, 2)
-    done: list[str] = []
-    futures = []
-    for owner, flows in (("key 0", 6), ("key 1", 1)):
-        for _ in range(flows):
-            lane = scheduler.lane(STREAMS, owner)
-            futures += [lane.submit(_work, done, owner) for _ in range(60)]
-    counts = _first(done, 120, futures)
-    assert 0.45 <= counts["key 1"] / 120 <= 0.55, counts
+    def measure() -> Counter[str]:
+        scheduler = FairScheduler(pool, 2)
+        done: list[str] = []
+        futures = []
+        for owner, flows in (("key 0", 6), ("key 1", 1)):
+            for _ in range(flows):
+                lane = scheduler.lane(STREAMS, owner)
+                futures += [lane.submit(_work, done, owner) for _ in range(60)]
+        return _first(done, 120, futures)
+
+    _share(measure, lambda counts: 0.45 <= counts["key 1"] / 120 <= 0.55)
 
 
 def test_an_owner_s_weight_is_its_share(pool: ThreadPoolExecutor) -> None:
-    scheduler = FairScheduler(pool, 2, weights={"key 0": 3.0})
-    done: list[str] = []
-    futures = []
-    for owner in ("key 0", "key 1"):
-        lane = scheduler.lane(STREAMS, owner)
-        futures += [lane.submit(_work, done, owner) for _ in range(150)]
-    counts = _first(done, 160, futures)
-    assert 0.70 <= counts["key 0"] / 160 <= 0.80, counts
+    def measure() -> Counter[str]:
+        scheduler = FairScheduler(pool, 2, weights={"key 0": 3.0})
+        done: list[str] = []
+        futures = []
+        for owner in ("key 0", "key 1"):
+            lane = scheduler.lane(STREAMS, owner)
+            futures += [lane.submit(_work, done, owner) for _ in range(150)]
+        return _first(done, 160, futures)
+
+    _share(measure, lambda counts: 0.70 <= counts["key 0"] / 160 <= 0.80)
 
 
 def test_an_owner_s_flows_share_its_part_equally(pool: ThreadPoolExecutor) -> None:
-    scheduler = FairScheduler(pool, 2)
-    done: list[str] = []
-    futures = []
-    for flow in ("a", "b", "c"):
-        lane = scheduler.lane(STREAMS, "key 0")
-        futures += [lane.submit(_work, done, flow) for _ in range(60)]
-    counts = _first(done, 90, futures)
-    assert all(25 <= counts[flow] <= 35 for flow in "abc"), counts
+    def measure() -> Counter[str]:
+        scheduler = FairScheduler(pool, 2)
+        done: list[str] = []
+        futures = []
+        for flow in ("a", "b", "c"):
+            lane = scheduler.lane(STREAMS, "key 0")
+            futures += [lane.submit(_work, done, flow) for _ in range(60)]
+        return _first(done, 90, futures)
+
+    _share(measure, lambda counts: all(25 <= counts[flow] <= 35 for flow in "abc"))
 
 
 def test_an_owner_idle_for_a_while_banks_no_credit(pool: ThreadPoolExecutor) -> None:
