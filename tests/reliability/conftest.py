@@ -24,6 +24,14 @@ from tests.imagefolder import make_image_folder
 
 _COUNTS: list[tuple[str, dict[str, Any]]] = []
 
+#: Settings for a server without caches (a ``ServerProcess``'s ``env``): every image read
+#: and decoded, every batch made, at decoding pace as on a cold start.
+NO_CACHES = {
+    "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
+    "AUGSTREAM_BYTE_CACHE_BYTES": "0",
+    "AUGSTREAM_BATCH_CACHE_BYTES": "0",
+}
+
 
 @pytest.fixture
 def counts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:

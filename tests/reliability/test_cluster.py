@@ -20,7 +20,7 @@ from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from tests.cluster import NAME, NameServer
 from tests.proxy import CuttingProxy
-from tests.reliability.conftest import ServerProcess, free_port
+from tests.reliability.conftest import NO_CACHES, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -88,13 +88,8 @@ def test_replicas_join_drain_and_die_mid_epoch_and_the_stream_stays_one_servers(
     counts: dict[str, Any],
 ) -> None:
     port = free_port()
-    cold = {
-        "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
-        "AUGSTREAM_BYTE_CACHE_BYTES": "0",
-        "AUGSTREAM_BATCH_CACHE_BYTES": "0",
-    }
     hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
-    replicas = {h: server_process(odd_root, host=h, port=port, **cold) for h in hosts}
+    replicas = {h: server_process(odd_root, host=h, port=port, **NO_CACHES) for h in hosts}
     for host in hosts[:3]:
         replicas[host].start()
     dns.set(*hosts[:3])

@@ -12,7 +12,7 @@ import pytest
 
 from augstream import Batch, Client, RetryPolicy
 from tests.proxy import CuttingProxy
-from tests.reliability.conftest import ServerProcess
+from tests.reliability.conftest import NO_CACHES, ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -74,12 +74,7 @@ def test_exactly_once_across_two_server_deaths(
     # cold start (the batch cache would serve the second read from the first one);
     # from a warm cache it could send the rest of the epoch into the socket buffers before a
     # death, and the client would never see it.
-    cold = {
-        "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
-        "AUGSTREAM_BYTE_CACHE_BYTES": "0",
-        "AUGSTREAM_BATCH_CACHE_BYTES": "0",
-    }
-    server = server_process(odd_root, **cold).start()
+    server = server_process(odd_root, **NO_CACHES).start()
     reference, _ = _read_all(server.url)
     assert len(reference) == 2 * 30  # 117 images in batches of 4: 30 per epoch, the last of 1
 
@@ -99,12 +94,7 @@ def test_exactly_once_across_two_server_deaths(
 def test_a_replica_killed_mid_epoch_hands_its_batches_to_the_others(
     odd_root: Path, server_process: type[ServerProcess], counts: dict[str, Any]
 ) -> None:
-    cold = {
-        "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
-        "AUGSTREAM_BYTE_CACHE_BYTES": "0",
-        "AUGSTREAM_BATCH_CACHE_BYTES": "0",
-    }
-    servers = [server_process(odd_root, **cold).start() for _ in range(3)]
+    servers = [server_process(odd_root, **NO_CACHES).start() for _ in range(3)]
     reference, _ = _read_all(servers[0].url)
     # Ranges of batches go to whichever replica is ready; the killed one's unfinished
     # range (and any it was about to make) must finish on the others. The proxy in front

@@ -19,7 +19,7 @@ import pytest
 
 from augstream import Client
 from benchmarks.comparison.work import SPEC as BENCHMARK
-from tests.reliability.conftest import ServerProcess
+from tests.reliability.conftest import NO_CACHES, ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,6 @@ KEYS = ["key-of-student-a", "key-of-student-b"]
 #: The benchmark's work (decode, resize to 224, Keras-style augmentation), as uint8 so the
 #: clients in this process do nothing but count (their CPU is the server's too).
 WORK = {**BENCHMARK, "dataset": "odd", "rescale": None, "dtype": "uint8"}
-NO_CACHES = {
-    "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
-    "AUGSTREAM_BYTE_CACHE_BYTES": "0",
-    "AUGSTREAM_BATCH_CACHE_BYTES": "0",
-}
 MIB = 1 << 20
 #: What the docs state the process holds beyond the budget (interpreter, libraries, slack).
 OVERHEAD_MIB = 256

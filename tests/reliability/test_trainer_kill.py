@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras")
 
 from augstream import Client, ImageDataGenerator, RetryPolicy  # noqa: E402
 from augstream.keras import InputStallMonitor  # noqa: E402
-from tests.reliability.conftest import ServerProcess  # noqa: E402
+from tests.reliability.conftest import NO_CACHES, ServerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.slow]
 
@@ -54,12 +54,7 @@ def test_a_killed_server_that_comes_back_is_one_warning_and_a_stall_report(
 ) -> None:
     # Cold caches and 192 x 192 images: the server is still making the first epoch when it
     # dies (from a warm cache it could have sent it all into the socket buffers already).
-    cold = {
-        "AUGSTREAM_IMAGE_CACHE_BYTES": "0",
-        "AUGSTREAM_BYTE_CACHE_BYTES": "0",
-        "AUGSTREAM_BATCH_CACHE_BYTES": "0",
-    }
-    server = server_process(odd_root, **cold).start()
+    server = server_process(odd_root, **NO_CACHES).start()
     generator = ImageDataGenerator(
         server=Client(server.url, retry=PATIENT, timeout=10), rescale=1 / 255, rotation_range=10
     )
