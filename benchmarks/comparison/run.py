@@ -62,8 +62,8 @@ def run(
     pace: float = 1.0,
 ) -> dict[str, Any]:
     """Measure every contender in ``only`` (letters a-h), ``rounds`` times in turn; return
-    each round's figures and their medians (the ratios are the medians'); (h), the GIL, once
-    per configuration."""
+    each round's figures and their medians (the ratios are the medians'); (h), the GIL, each
+    configuration's median round."""
     figures: list[dict[str, Figures]] = []
     transports: list[dict[str, float]] = []
     #: Milliseconds of worker time per image in each server stage, cold and warm (last round).
@@ -80,35 +80,44 @@ def run(
         "threads": threads,
         **summarize(figures, transports),
         "server_ms_per_image": profile,
-        "gil": _gil(root, threads, gil_seconds, pace) if "h" in only else [],
+        "gil": _gil(root, threads, gil_seconds, pace, rounds) if "h" in only else [],
     }
 
 
-def _gil(root: Path, threads: int, seconds: float, pace: float) -> list[dict[str, Any]]:
+def _gil(
+    root: Path, threads: int, seconds: float, pace: float, rounds: int
+) -> list[dict[str, Any]]:
     """(h) every configuration: the benchmark's work and a photometric one, cold and warm,
-    threads alone and one worker process per core."""
+    threads alone and one worker process per core; ``rounds`` times in turn, each
+    configuration's median round kept (one window's ceiling varies by a quarter here)."""
     from . import gil
 
     if not gil.available():
         print("(h) skipped: py-spy is not installed", file=sys.stderr)
         return []
-    found = []
-    for work, fields in (("benchmark", {}), ("photometric", gil.PHOTOMETRIC)):
-        for cold in (True, False):
-            for processes in (0, os.cpu_count() or 1):
-                label = f"{work}, {'cold' if cold else 'warm'}, processes={processes}"
-                print(f"(h) GIL held, {label} ...", file=sys.stderr, flush=True)
-                figures = gil.measure(
-                    root,
-                    cold=cold,
-                    processes=processes,
-                    threads=threads,
-                    fields=fields,
-                    seconds=seconds,
-                    pace=pace,
-                )
-                found.append({"work": work, "cold": cold, "processes": processes, **figures})
-    return found
+    configs = [
+        (work, fields, cold, processes)
+        for work, fields in (("benchmark", {}), ("photometric", gil.PHOTOMETRIC))
+        for cold in (True, False)
+        for processes in (0, os.cpu_count() or 1)
+    ]
+    found: list[list[dict[str, Any]]] = [[] for _ in configs]
+    for number in range(1, rounds + 1):
+        for rows, (work, fields, cold, processes) in zip(found, configs, strict=True):
+            label = f"{work}, {'cold' if cold else 'warm'}, processes={processes}"
+            label += f", round {number}/{rounds}"
+            print(f"(h) GIL held, {label} ...", file=sys.stderr, flush=True)
+            figures = gil.measure(
+                root,
+                cold=cold,
+                processes=processes,
+                threads=threads,
+                fields=fields,
+                seconds=seconds,
+                pace=pace,
+            )
+            rows.append({"work": work, "cold": cold, "processes": processes, **figures})
+    return [gil.median_round(rows) for rows in found]
 
 
 def summarize(

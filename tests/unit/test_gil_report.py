@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from benchmarks.comparison.gil import report, server_processes
+from benchmarks.comparison.gil import median_round, report, server_processes
 
 
 def _row(cold: bool, processes: int, ceiling: int, server: int) -> dict[str, object]:
@@ -40,3 +40,15 @@ def test_only_worker_processes_are_sampled_beside_the_server() -> None:
         for child in (other, worker):
             child.kill()
             child.wait()
+
+
+def test_each_configuration_keeps_its_median_round() -> None:
+    rounds = [
+        _row(False, 2, c, s) for c, s in ((9_000, 20_000), (15_000, 14_000), (12_000, 18_000))
+    ]
+    kept = median_round(rounds)
+    assert kept["ceiling_images_per_s"] == 12_000 and kept["server_ceiling_images_per_s"] == 18_000
+    assert kept["ceilings_by_round"] == [9_000, 15_000, 12_000]
+    text = report([kept])
+    assert "| 12,000 (9,000, 15,000, 12,000) | 18,000 (20,000, 14,000, 18,000) |" in text
+    assert median_round(rounds[:2])["ceiling_images_per_s"] == 9_000  # the lower middle
