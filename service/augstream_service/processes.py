@@ -224,7 +224,9 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None and self._reader.is_alive()
+        # Asked before every task: the reader thread ends when the worker's end of the pipe
+        # closes, as it does when the worker exits, so no wait() system call is needed here.
+        return self._reader.is_alive() and self.process.returncode is None
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
