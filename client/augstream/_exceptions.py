@@ -9,7 +9,8 @@ AugstreamError
 │   ├── InvalidSpecError   422: a field of the spec is wrong (also a ValueError)
 │   ├── NotFoundError      404: unknown dataset or uploaded array (also a LookupError)
 │   ├── TooLargeError      413: an upload over the server's limit (also a ValueError)
-│   └── BusyError          429/503: too many streams; retry later
+│   └── BusyError          429/503: at a cap (streams, uploads, fits, previews), still
+│                          after the retry policy's attempts
 ├── IncompatibleStreamError  another protocol version, or a resumed stream that differs
 ├── StreamClosedError      reading from a stream after close()
 └── ConnectionError        the server cannot be reached: refused, unknown host, TLS, timeout
@@ -87,7 +88,9 @@ class TooLargeError(ServerError, ValueError):
 
 
 class BusyError(ServerError):
-    """The server is at its stream limit; ``retry_after`` says when to try again (seconds)."""
+    """The server is at a cap (streams, uploads, fits, previews, or its memory budget) and
+    stayed there through the retry policy's attempts; ``retry_after`` says when to try
+    again (seconds)."""
 
     def __init__(
         self, message: str, *, status: int = 503, kind: str = "busy", retry_after: float = 1.0

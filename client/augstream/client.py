@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import time
@@ -19,10 +20,12 @@ from augstream_protocol.spec import StreamSpec
 from augstream_protocol.stats import DatasetStats, StatsRequest
 
 from ._discovery import Discovery, Endpoint, Replicas, nameservers_from
-from ._exceptions import AugstreamError, BusyError, TooLargeError
+from ._exceptions import AugstreamError, TooLargeError
 from ._http import error_from_response, reaching, watch_version
 from ._invalid import spec_from
 from .stream import RetryPolicy, Stream
+
+log = logging.getLogger("augstream")
 
 __all__ = ["Client"]
 
@@ -166,22 +169,32 @@ class Client:
             "Content-Type": "application/octet-stream",
             "Content-Length": str(payload.nbytes),
         }
-        attempt = 0
-        while True:
-            attempt += 1
-            response = http.put(
+        # The server receives a few uploads at a time: a busy answer waits for a turn.
+        response = self._taking_turns(
+            lambda: http.put(
                 f"/v1/arrays/{payload.digest}",
                 content=payload.chunks(),
                 headers=headers,
                 extensions=extensions,
             )
-            if response.status_code in (200, 201):
-                return
-            error = error_from_response(response)
-            # The server receives a few uploads at a time; wait for a turn, as streams do.
-            if not isinstance(error, BusyError) or attempt > self._retry.attempts:
-                raise error
-            time.sleep(self._retry.delay(attempt, error))
+        )
+        if response.status_code not in (200, 201):
+            raise error_from_response(response)
+
+    def _taking_turns(self, send: Callable[[], httpx.Response]) -> httpx.Response:
+        """``send()``'s response, sent again after the server's ``Retry-After`` (and the
+        retry policy's back-off) while it answers busy (503, or 429: the key's own cap), as
+        a stream's reconnects do; the busy answer itself once the policy's attempts are
+        spent. Uploads, fits and previews each have a cap on how many run at once."""
+        attempt = 0
+        while True:
+            attempt += 1
+            response = send()
+            if response.status_code not in (429, 503) or attempt > self._retry.attempts:
+                return response
+            busy = error_from_response(response)
+            log.info("augstream: %s; trying again", busy)
+            time.sleep(self._retry.delay(attempt, busy))
 
     def download(self, digest: str) -> np.ndarray[Any, Any]:
         """The stored array ``digest`` (an upload, or statistics the server fitted)."""
@@ -223,11 +236,13 @@ class Client:
             zca_epsilon=zca_epsilon,
         )
         with reaching(self.url):
-            response = self._http.post(
-                "/v1/stats",
-                json=request.request_body(),
-                headers=self._headers,
-                timeout=httpx.Timeout(timeout, connect=10.0),
+            response = self._taking_turns(
+                lambda: self._http.post(
+                    "/v1/stats",
+                    json=request.request_body(),
+                    headers=self._headers,
+                    timeout=httpx.Timeout(timeout, connect=10.0),
+                )
             )
         if response.status_code != 200:
             raise error_from_response(response)
@@ -288,7 +303,9 @@ class Client:
             "tile": tile,
         }
         with reaching(self.url):
-            response = self._http.get("/v1/preview", params=query, headers=self._headers)
+            response = self._taking_turns(
+                lambda: self._http.get("/v1/preview", params=query, headers=self._headers)
+            )
         if response.status_code != 200:
             raise error_from_response(response)
         return response.content

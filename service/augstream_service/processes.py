@@ -5,12 +5,10 @@ as fast as the cores could. With ``processes`` set, each batch's samples are spl
 worker processes (``workers.run``), sample ``i`` to worker ``i % processes``, so one stream
 (one batch, even) uses all of them, and each worker decodes and caches only its own share of
 the images (the caches' memory is the same as one process's). A worker writes the samples
-straight into a shared-memory block; the main process copies the batch out (numpy copies
-without the GIL), labels, standardises, mixes, encodes and sends it as before: the bytes are
-the threads' bytes. A worker that dies is started again; the batches it had are made in the
-main process meanwhile.
-
-POSIX shared memory under /dev/shm (Linux).
+straight into a shared-memory block (``shm``); the main process's arrays view the batch
+there, and it labels, standardises, mixes, encodes and sends it as before: the bytes are the
+threads' bytes. The block returns to the pool once no array views it. A worker that dies is
+started again; the batches it had are made in the main process meanwhile.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ import weakref
 from collections import defaultdict
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
-from multiprocessing.shared_memory import SharedMemory
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,34 +34,23 @@ import numpy as np
 from .batching import allocate_images, allocate_masks
 from .making import make_samples
 from .metrics import Metrics
+from .shm import Blocks, SharedMemoryFullError, shm_free
 
 if TYPE_CHECKING:
     from .pipeline import StreamPlan
     from .settings import Settings
 
-__all__ = [
-    "PoolClosedError",
-    "ProcessPool",
-    "SharedMemoryFullError",
-    "WorkerLostError",
-    "shm_has_room",
-]
+__all__ = ["PoolClosedError", "ProcessPool", "WorkerLostError"]
 
 log = logging.getLogger("augstream.processes")
 
 Array = np.ndarray[Any, Any]
 
-#: Bytes of free shared-memory blocks kept for reuse (more are unlinked at once).
-_FREE_BYTES = 512 << 20
 #: Longest wait for a worker's part of a batch before the main process makes it itself.
 _TASK_TIMEOUT_S = 300.0
 #: Below this much free shared memory at start the server warns (a container's /dev/shm is
 #: 64 MiB unless it is given more).
 _SHM_WARN_BYTES = 1 << 30
-
-
-class SharedMemoryFullError(RuntimeError):
-    """/dev/shm has no room for a batch's block."""
 
 
 class WorkerLostError(RuntimeError):
@@ -73,95 +59,6 @@ class WorkerLostError(RuntimeError):
 
 class PoolClosedError(RuntimeError):
     """The server is stopping: its workers are gone and the batch is no longer wanted."""
-
-
-class _Blocks:
-    """Shared-memory blocks by size, reused: creating one costs a few system calls."""
-
-    def __init__(self) -> None:
-        self._free: dict[int, list[SharedMemory]] = defaultdict(list)
-        self._free_bytes = 0
-        #: Every block made and not unlinked yet (in use or free).
-        self._all: dict[str, SharedMemory] = {}
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def take(self, size: int) -> SharedMemory:
-        with self._lock:
-            free = self._free.get(size)
-            if free:
-                self._free_bytes -= size
-                return free.pop()
-            block = SharedMemory(create=True, size=max(1, size))
-            try:
-                # Reserve the pages now: a tmpfs without room would otherwise take the block
-                # and kill whoever first writes past its end (SIGBUS).
-                _reserve(block.name, block.size)
-            except OSError as exc:
-                block.close()
-                block.unlink()
-                raise SharedMemoryFullError(f"/dev/shm: {exc.strerror}") from exc
-            self._all[block.name] = block
-            return block
-
-    def give(self, block: SharedMemory) -> None:
-        """``block`` is no longer viewed (its last array is gone)."""
-        with self._lock:
-            # After close (a batch kept past the server's stop): never kept again.
-            if not self._closed and self._free_bytes + block.size <= _FREE_BYTES:
-                self._free[block.size].append(block)
-                self._free_bytes += block.size
-                return
-            known = self._all.pop(block.name, None)
-        block.close()
-        if known is not None:
-            block.unlink()
-
-    def close(self) -> None:
-        """Unlink every block (one still viewed stays mapped until its arrays go)."""
-        with self._lock:
-            self._closed = True
-            free = [b for blocks in self._free.values() for b in blocks]
-            self._free.clear()
-            self._free_bytes = 0
-            every, self._all = list(self._all.values()), {}
-        for block in every:
-            block.unlink()
-        for block in free:
-            block.close()
-
-
-def _reserve(name: str, size: int) -> None:
-    fd = os.open(f"/dev/shm/{name.lstrip('/')}", os.O_RDWR)
-    try:
-        os.posix_fallocate(fd, 0, size)
-    finally:
-        os.close(fd)
-
-
-def _shm_free() -> int:
-    found = os.statvfs("/dev/shm")
-    return found.f_bavail * found.f_frsize
-
-
-#: What a cache leaves free of /dev/shm when it keeps blocks: this share of its size, and
-#: at least ``_SHM_KEEP_MIN`` (the workers' next batches need blocks too).
-_SHM_KEEP_SHARE = 0.25
-_SHM_KEEP_MIN = 256 << 20
-
-
-def shm_has_room(nbytes: int) -> bool:
-    """Whether a cache may keep a batch's block of ``nbytes`` (rather than a copy of the
-    batch) and leave the workers room: a roomy /dev/shm (a host's, or a container's given
-    gigabytes) keeps blocks, saving a copy and a fresh allocation per batch; a small one
-    (a container's default 64 MiB) gets copies, so blocks go back to the pool at once."""
-    try:
-        found = os.statvfs("/dev/shm")
-    except OSError:
-        return False
-    size = found.f_blocks * found.f_frsize
-    free = found.f_bavail * found.f_frsize
-    return free - nbytes >= max(_SHM_KEEP_SHARE * size, _SHM_KEEP_MIN)
 
 
 class _Worker:
@@ -250,14 +147,14 @@ class ProcessPool:
         self.count = count
         self.metrics = metrics
         self._settings_json = settings.model_dump_json()
-        self._blocks = _Blocks()
+        self._blocks = Blocks()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._workers = [_Worker(i, count, self._settings_json) for i in range(count)]
         self.restarts = 0
         self._closed = False
         self._told_full = False
-        free = _shm_free()
+        free = shm_free()
         if free < _SHM_WARN_BYTES:
             log.warning(
                 "/dev/shm has %d MiB free: worker processes pass batches through it, and a "
@@ -317,7 +214,7 @@ class ProcessPool:
                 "%s (%d MiB free): batches that find no room are made in the server process "
                 "until there is; give the container more shared memory",
                 why,
-                _shm_free() >> 20,
+                shm_free() >> 20,
             )
         spec = plan.spec
         x = allocate_images(len(ids), spec, dtype)

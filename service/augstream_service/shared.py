@@ -34,7 +34,7 @@ from .batchcache import Budget, FlightCache, Found, relay
 from .catalog import Catalog, UnknownDatasetError
 from .numerics import fingerprint
 from .pipeline import EncodedBatch, ProducedBatch, StreamPlan
-from .processes import shm_has_room
+from .shm import shm_has_room
 
 __all__ = [
     "PLACEMENT",

@@ -161,7 +161,7 @@ def test_a_full_dev_shm_makes_the_batches_in_the_server(
 ) -> None:
     # A container's /dev/shm is 64 MiB unless given more: a block that finds no room must not
     # be written past its end (SIGBUS), and the stream must not notice but in speed.
-    from augstream_service import processes
+    from augstream_service import shm
 
     def full(name: str, size: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -170,7 +170,7 @@ def test_a_full_dev_shm_makes_the_batches_in_the_server(
             "epochs": 2, "rotation_range": 20}  # fmt: skip
     with _server(roots, 0) as threads:
         reference = _read(threads.url, **spec)
-    monkeypatch.setattr(processes, "_reserve", full)
+    monkeypatch.setattr(shm, "_reserve", full)
     caplog.set_level("WARNING", logger="augstream.processes")
     with _server(roots, 2) as server:
         got = _read(server.url, **spec)
