@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .directbody import direct
+from .directbody import DirectBody, direct
 from .peers import CONNECTION
 
 __all__ = ["DrainingServer", "HeaderDeadline", "header_deadline", "server_config"]
@@ -69,12 +69,14 @@ class HeaderDeadline(H11Protocol):
         # The app's task has not run yet: it finds the connection's unsent bytes in its
         # scope, by which a stream sees whether a slow client takes anything (peers), and
         # its large body pieces are written without h11's copy (directbody).
-        direct(self.cycle)
-        extensions = self.cycle.scope.setdefault("extensions", {})
-        extensions[CONNECTION] = {"unsent": self.transport.get_write_buffer_size}
+        cycle = self.cycle
+        unsent = cycle.unsent if direct(cycle) else self.transport.get_write_buffer_size
+        cycle.scope.setdefault("extensions", {})[CONNECTION] = {"unsent": unsent}
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if isinstance(self.cycle, DirectBody):  # its unsent piece is written to no one
+            self.cycle.forget()
         super().connection_lost(exc)
 
     def _arm(self) -> None:

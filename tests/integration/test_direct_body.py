@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -14,29 +15,40 @@ from urllib.parse import urlparse
 import h11
 import pytest
 
-from augstream_service.directbody import DIRECT_MIN
+from augstream_service.directbody import DIRECT_MIN, DirectBody
 
 #: 5 batches of 16 images at 64 x 64, float32: 786 KiB frames, split into pieces.
 SPEC = dict(
     dataset="pets", target_size=(64, 64), batch_size=16, seed=2, batches=5, rotation_range=20
 )
 
+#: 3 batches of 15 MiB (the 19 images of pets at 512 x 512): more than a loopback socket's
+#: buffers hold.
+LARGE = {**SPEC, "target_size": (512, 512), "batch_size": 32, "batches": 3}
 
-def _request(url: str, version: str) -> bytes:
+
+def _request(url: str, version: str, slow: bool = False, spec: dict[str, Any] = SPEC) -> bytes:
     """The whole response to a stream request (the stream is finite: the server closes or
-    ends it)."""
+    ends it); ``slow``: read by a small receive buffer, 16 KiB at a time, so the server's
+    socket fills and its pieces wait for room."""
     parsed = urlparse(url)
     assert parsed.port is not None
-    body = json.dumps(SPEC).encode()
+    body = json.dumps(spec).encode()
     head = (
         f"POST /v1/stream HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", parsed.port), timeout=60) as sock:
+    with socket.socket() as sock:
+        sock.settimeout(60)
+        if slow:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+        sock.connect(("127.0.0.1", parsed.port))
         sock.sendall(head.encode() + body)
         received = bytearray()
-        while chunk := sock.recv(1 << 20):
+        while chunk := sock.recv(16 << 10 if slow else 1 << 20):
             received += chunk
+            if slow:
+                time.sleep(0.0005)
     return bytes(received)
 
 
@@ -86,3 +98,23 @@ def test_chunked_pieces_bypass_h11_and_keep_its_bytes(
     assert b"transfer-encoding" not in plain_head.lower()
     assert any(size >= DIRECT_MIN for size in h11_data_sizes)  # HTTP/1.0: through h11
     assert b"".join(pieces) == plain_body
+
+
+def test_pieces_that_wait_for_room_keep_their_bytes(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader slower than the server: each piece's rest waits for the socket to drain
+    (written as it does, from the batch's own memory), and the body is still h11's."""
+    waits = []
+    drained = DirectBody._drained
+
+    def counted(self: DirectBody) -> None:
+        waits.append(self.unsent())
+        drained(self)
+
+    monkeypatch.setattr(DirectBody, "_drained", counted)
+    slow = _request(server_url, "1.1", slow=True, spec=LARGE)
+    assert len(waits) > 10 and max(waits) >= DIRECT_MIN  # pieces did wait, and were counted
+    pieces = list(_dechunk(slow.partition(b"\r\n\r\n")[2]))
+    plain = _request(server_url, "1.0", spec=LARGE).partition(b"\r\n\r\n")[2]
+    assert b"".join(pieces) == plain

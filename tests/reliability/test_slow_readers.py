@@ -4,6 +4,7 @@ prefetch of batches; a client that stops reading is evicted and its slot freed."
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -87,3 +88,34 @@ def test_a_reader_that_stops_is_evicted_and_its_slot_freed(
     counts.update(evicted_after_s=round(evicted_after, 1), send_timeout_s=2)
     with Client(server.url) as client, client.stream(**small) as stream:
         assert stream.next_batch(timeout=60).x.shape == (4, 24, 24, 3)
+
+
+def _descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_stopped_reader_of_large_pieces_is_evicted_and_its_socket_let_go(
+    odd_root: Path, server_process: type[ServerProcess], counts: dict[str, Any]
+) -> None:
+    """Large pieces are written straight to the socket (``directbody``): the unsent rest of
+    one counts as unsent for the eviction, and the descriptor that waits to write it is
+    closed with the connection, though the peer never reads again."""
+    server = server_process(odd_root, AUGSTREAM_SEND_TIMEOUT_S="2").start()
+    assert server.process is not None
+    pid = server.process.pid
+    with Client(server.url) as client, client.stream(**BIG) as stream:
+        stream.next_batch(timeout=60)
+    server.wait_idle()
+    baseline = _descriptors(pid)
+    with _open(server.port, BIG) as sock:
+        sock.recv(1024)  # the stream started; from now on nothing is read
+        started = time.monotonic()
+        while server.active_streams() and time.monotonic() - started < 60:
+            time.sleep(0.2)
+        evicted_after = time.monotonic() - started
+        assert server.active_streams() == 0
+        while _descriptors(pid) > baseline and time.monotonic() - started < 70:
+            time.sleep(0.2)
+        left = _descriptors(pid) - baseline
+    counts.update(evicted_after_s=round(evicted_after, 1), descriptors_left=left)
+    assert left <= 0
