@@ -62,6 +62,11 @@ class DirectBody(RequestResponseCycle):
     _watched = -1
     _written: asyncio.Future[None] | None = None
 
+    def zero_copy(self) -> bool:
+        """Whether this connection's large pieces go to its socket without a copy (not on
+        TLS, whose transport encrypts what it writes), so a stream needs not cut them."""
+        return AVAILABLE and self.transport.get_extra_info("ssl_object") is None
+
     def unsent(self) -> int:
         """Bytes handed to this connection that its socket has not taken yet."""
         return self.transport.get_write_buffer_size() + self._owed_bytes
@@ -92,11 +97,7 @@ class DirectBody(RequestResponseCycle):
         data = memoryview(body).cast("B")
         head = b"%s%x\r\n" % (b"\r\n" * self._crlf_owed, data.nbytes)
         self._crlf_owed = True
-        if (
-            not AVAILABLE
-            or self.transport.get_write_buffer_size()
-            or self.transport.get_extra_info("ssl_object") is not None
-        ):
+        if self.transport.get_write_buffer_size() or not self.zero_copy():
             # h11's bytes still wait in the transport (these go behind them, through it),
             # or TLS encrypts what the transport writes.
             self.transport.write(head)

@@ -28,8 +28,9 @@ __all__ = ["CONNECTION", "BodyDeadline", "Pace", "SlowPeerError", "paced_send"]
 log = logging.getLogger("augstream.peers")
 
 #: The ASGI scope extension (``scope["extensions"]``) in which ``server.HeaderDeadline``
-#: gives each request ``{"unsent": callable}``: the bytes its connection has not yet handed
-#: to the kernel, by which a blocked send's progress is seen.
+#: gives each request ``{"unsent": callable, "whole": bool}``: the bytes its connection has
+#: not yet handed to the kernel, by which a blocked send's progress is seen, and whether it
+#: writes large pieces without a copy (``directbody``: a stream need not cut its parts).
 CONNECTION = "augstream.connection"
 #: Seconds between looks at a blocked send's progress.
 STEP_S = 0.5

@@ -46,6 +46,8 @@ MIN_READ_RATE = 16 << 10
 #: Memoryview slices: no copy.
 SEND_PIECE = 256 << 10
 LOOPBACK_PIECE = 1 << 20
+#: A piece as large as any part: not cut (``directbody`` writes it from its own memory).
+WHOLE = 1 << 62
 Chunk = bytes | memoryview
 
 
@@ -96,11 +98,16 @@ class FrameStreamResponse(StreamingResponse):
         self._min_read_rate = min_read_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pieces = _pieces(self._frames, piece_size(scope.get("client")))
+        connection = scope.get("extensions", {}).get(CONNECTION, {})
+        # A connection that writes large pieces without a copy takes each part whole: one
+        # pass through the send chain per part, and the event loop turns while the socket
+        # drains it (directbody).
+        size = WHOLE if connection.get("whole") else piece_size(scope.get("client"))
+        pieces = _pieces(self._frames, size)
         self.body_iterator = pieces
         timeout = self._send_timeout_s
         if timeout is not None:
-            unsent = scope.get("extensions", {}).get(CONNECTION, {}).get("unsent")
+            unsent = connection.get("unsent")
             send = paced_send(send, Pace(self._min_read_rate, timeout), unsent)
         try:
             await super().__call__(scope, receive, send)

@@ -47,6 +47,10 @@ class HeaderDeadline(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Writing pauses while any of h11's bytes are unsent, and resumes once all are: a
+        # stream's next large piece then always finds the transport empty and goes straight
+        # to the socket (directbody) rather than behind them, copied into its buffer.
+        transport.set_write_buffer_limits(high=0)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -70,8 +74,12 @@ class HeaderDeadline(H11Protocol):
         # scope, by which a stream sees whether a slow client takes anything (peers), and
         # its large body pieces are written without h11's copy (directbody).
         cycle = self.cycle
-        unsent = cycle.unsent if direct(cycle) else self.transport.get_write_buffer_size
-        cycle.scope.setdefault("extensions", {})[CONNECTION] = {"unsent": unsent}
+        found: dict[object, object]
+        if direct(cycle):
+            found = {"unsent": cycle.unsent, "whole": cycle.zero_copy()}
+        else:
+            found = {"unsent": self.transport.get_write_buffer_size, "whole": False}
+        cycle.scope.setdefault("extensions", {})[CONNECTION] = found
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
