@@ -76,7 +76,9 @@ class HeaderDeadline(H11Protocol):
         cycle = self.cycle
         found: dict[object, object]
         if direct(cycle):
-            found = {"unsent": cycle.unsent, "whole": cycle.zero_copy()}
+            # HTTP/1.0 bodies are not chunked: h11 (and its copy) writes them.
+            whole = cycle.zero_copy() and cycle.scope.get("http_version") == "1.1"
+            found = {"unsent": cycle.unsent, "whole": whole}
         else:
             found = {"unsent": self.transport.get_write_buffer_size, "whole": False}
         cycle.scope.setdefault("extensions", {})[CONNECTION] = found

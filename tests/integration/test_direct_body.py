@@ -16,6 +16,7 @@ import h11
 import pytest
 
 from augstream_service.directbody import DIRECT_MIN, DirectBody
+from augstream_service.producer import LOOPBACK_PIECE
 
 #: 5 batches of 16 images at 64 x 64, float32: 786 KiB frames, split into pieces.
 SPEC = dict(
@@ -101,10 +102,11 @@ def test_chunked_pieces_bypass_h11_and_keep_its_bytes(
 
 
 def test_pieces_that_wait_for_room_keep_their_bytes(
-    server_url: str, monkeypatch: pytest.MonkeyPatch
+    server_url: str, monkeypatch: pytest.MonkeyPatch, h11_data_sizes: list[int]
 ) -> None:
     """A reader slower than the server: each piece's rest waits for the socket to drain
-    (written as it does, from the batch's own memory), and the body is still h11's."""
+    (written as it does, from the batch's own memory), and the body is still h11's. A part
+    goes whole (HTTP/1.1); HTTP/1.0's body, which h11 writes, is cut into pieces."""
     waits = []
     drained = DirectBody._drained
 
@@ -116,5 +118,7 @@ def test_pieces_that_wait_for_room_keep_their_bytes(
     slow = _request(server_url, "1.1", slow=True, spec=LARGE)
     assert len(waits) > 10 and max(waits) >= DIRECT_MIN  # pieces did wait, and were counted
     pieces = list(_dechunk(slow.partition(b"\r\n\r\n")[2]))
+    assert max(map(len, pieces)) > LOOPBACK_PIECE
     plain = _request(server_url, "1.0", spec=LARGE).partition(b"\r\n\r\n")[2]
     assert b"".join(pieces) == plain
+    assert max(h11_data_sizes) <= LOOPBACK_PIECE
