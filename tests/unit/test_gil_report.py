@@ -60,3 +60,27 @@ def test_each_configuration_keeps_its_median_round() -> None:
     text = report([kept])
     assert "| 12,000 (9,000, 15,000, 12,000) | 18,000 (20,000, 14,000, 18,000) |" in text
     assert median_round(rounds[:2])["ceiling_images_per_s"] == 9_000  # the lower middle
+
+
+def test_the_gil_profile_sums_each_frame_subtree_without_the_plumbing() -> None:
+    from benchmarks.gil_profile import render, tree
+
+    lines = [
+        "thread (1): MainThread;Thread.run (threading.py:982);send (peers.py:90);write (x.py:1) 6",
+        "thread (1): MainThread;send (peers.py:90) 2",
+        "thread (2): augstream_0;make (augstream_service/shared.py:137) 4",
+        "",
+    ]
+    found = tree(lines)
+    assert found["_"] == 12
+    main = found["thread (1): MainThread"]
+    assert main["_"] == 8 and list(main) == ["_", "send (peers.py:90)"]  # threading.py dropped
+    assert main["send (peers.py:90)"]["write (x.py:1)"]["_"] == 6
+    assert "make (shared.py:137)" in found["thread (2): augstream_0"]
+    shown = render(found, us_per_sample=0.5, least=2.5)
+    assert shown == [
+        "   6.0 the server process, all threads",
+        "     4.0 thread (1): MainThread",
+        "       4.0 send (peers.py:90)",
+        "         3.0 write (x.py:1)",
+    ]
