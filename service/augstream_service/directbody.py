@@ -56,7 +56,6 @@ class DirectBody(RequestResponseCycle):
     _crlf_owed = False
     #: What the socket has not taken yet of the last piece written directly (views).
     _owed: list[memoryview] | None = None
-    _owed_bytes = 0
     #: The duplicate descriptor a waiting piece's writer callback watches, and the future
     #: a send waits on while a piece is unsent.
     _watched = -1
@@ -69,7 +68,8 @@ class DirectBody(RequestResponseCycle):
 
     def unsent(self) -> int:
         """Bytes handed to this connection that its socket has not taken yet."""
-        return self.transport.get_write_buffer_size() + self._owed_bytes
+        owed = sum(view.nbytes for view in self._owed) if self._owed else 0
+        return self.transport.get_write_buffer_size() + owed
 
     async def send(self, message: Any) -> None:
         # Whatever this send writes goes after the piece still being written.
@@ -114,10 +114,9 @@ class DirectBody(RequestResponseCycle):
     def _write(self, views: list[memoryview]) -> None:
         """Write ``views`` to the socket now, what it does not take as it drains."""
         fd = self.transport.get_extra_info("socket").fileno()
-        owed = self._written_from(fd, views)
-        if owed is None or not owed:
+        self._owed = self._written_from(fd, views)
+        if not self._owed:
             return
-        self._owed, self._owed_bytes = owed, sum(view.nbytes for view in owed)
         loop = asyncio.get_running_loop()
         self._written = loop.create_future()
         self._watched = os.dup(fd)
@@ -144,11 +143,9 @@ class DirectBody(RequestResponseCycle):
         """The socket has room: write more of the piece; once it is all written, let the
         next send go."""
         assert self._owed is not None
-        owed = self._written_from(self._watched, self._owed)
-        if owed:
-            self._owed, self._owed_bytes = owed, sum(view.nbytes for view in owed)
-            return
-        self.forget()
+        self._owed = self._written_from(self._watched, self._owed)
+        if not self._owed:
+            self.forget()
 
     def forget(self) -> None:
         """Stop writing the unsent piece (it is all written, or the connection is lost)."""
@@ -156,7 +153,7 @@ class DirectBody(RequestResponseCycle):
             asyncio.get_running_loop().remove_writer(self._watched)
             os.close(self._watched)
             self._watched = -1
-        self._owed, self._owed_bytes = None, 0
+        self._owed = None
         written, self._written = self._written, None
         if written is not None and not written.done():
             written.set_result(None)
