@@ -43,14 +43,8 @@ def _measure(code: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gil_ab", description=__doc__)
     parser.add_argument("rev", help="the revision to compare with (a commit, a tag, HEAD~3)")
-    parser.add_argument("--cold", action="store_true", help="caches off (default: warm)")
-    parser.add_argument("--processes", type=int, default=2, help="worker processes (2)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    gil.add_arguments(parser, threads=os.cpu_count() or 1, pace=0.8, seconds=6.0)
     parser.add_argument("--rounds", type=int, default=4, help="rounds, each side once (4)")
-    parser.add_argument("--pace", type=float, default=0.8, help="client pace (0.8)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="sampling window (6)")
-    parser.add_argument("--photometric", action="store_true", help="the photometric work")
-    parser.add_argument("--images", type=int, default=1000, help="JPEGs to generate (1000)")
     args = parser.parse_args(argv)
     if not gil.available():
         print("py-spy is not installed (the dev extra has it)", file=sys.stderr)

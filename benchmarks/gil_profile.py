@@ -14,10 +14,8 @@ dropped so that each thread's tree starts at the work.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,6 @@ from benchmarks.comparison import gil
 from benchmarks.comparison.dataset import ensure_dataset
 from benchmarks.comparison.ours import served
 from benchmarks.comparison.process import serve
-from benchmarks.comparison.work import BATCH
 
 __all__ = ["main", "render", "tree"]
 
@@ -86,43 +83,22 @@ def render(root: Tree, us_per_sample: float, least: float) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gil_profile", description=__doc__)
-    parser.add_argument("--cold", action="store_true", help="caches off (default: warm)")
-    parser.add_argument("--processes", type=int, default=2, help="worker processes (2)")
-    parser.add_argument("--threads", type=int, default=2, help="server threads (2)")
-    parser.add_argument("--pace", type=float, default=0.6, help="client pace (0.6)")
-    parser.add_argument("--seconds", type=int, default=16, help="sampling window (16)")
+    gil.add_arguments(parser, threads=2, pace=0.6, seconds=16)
     parser.add_argument("--rate", type=int, default=400, help="py-spy samples per second (400)")
     parser.add_argument("--least", type=float, default=1.0, help="µs per image shown (1.0)")
-    parser.add_argument("--photometric", action="store_true", help="the photometric work")
-    parser.add_argument("--images", type=int, default=1000, help="JPEGs to generate (1000)")
     args = parser.parse_args(argv)
-    py_spy = gil._py_spy()
-    if py_spy is None:
+    if not gil.available():
         print("py-spy is not installed (the dev extra has it)", file=sys.stderr)
         return 2
-    env = {"AUGSTREAM_PROCESSES": str(args.processes), **(gil._COLD if args.cold else {})}
     with tempfile.TemporaryDirectory() as tmp:
         root = ensure_dataset(Path(tmp) / "imagenet-like", args.images)
-        raw = Path(tmp) / "raw.txt"
-        with serve(root, args.threads, env) as server:
+        with serve(root, args.threads, gil.server_env(args.processes, args.cold)) as server:
             stream = served(server.url, **(gil.PHOTOMETRIC if args.photometric else {}))
-            for _ in range(4 if args.cold else -(-args.images // BATCH)):  # warm: fill caches
-                next(stream)
-            started, count = time.perf_counter(), 0
-            while time.perf_counter() - started < 2.0:
-                count += len(next(stream))
-            interval = BATCH / (args.pace * count / (time.perf_counter() - started))
-            command = [py_spy, "record", "--pid", str(server.pid), "--gil", "--threads"]
-            command += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw)]
-            command += ["--nonblocking", "--duration", str(args.seconds)]
-            spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            images, started = 0, time.perf_counter()
-            while spy.poll() is None:
-                began = time.perf_counter()
-                images += len(next(stream))
-                time.sleep(max(0.0, interval - (time.perf_counter() - began)))
-            rate = images / (time.perf_counter() - started)
+            interval = gil.ready(stream, root, args.cold, args.pace)
+            spies = gil.held([server.pid], args.seconds, Path(tmp), args.rate, threads=True)
+            rate, _ = gil.paced(stream, interval, spies)
             stream.close()
+        raw = Path(tmp) / f"{server.pid}.txt"
         lines = raw.read_text().splitlines() if raw.exists() else []
     us_per_sample = 1e6 / (args.rate * args.seconds * rate)
     print(f"{rate:.0f} images/s; each sample {us_per_sample:.2f} µs per image")

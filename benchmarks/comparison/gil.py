@@ -20,6 +20,7 @@ wall-clock hold grows with the preemption.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import shutil
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,16 @@ __all__ = [
     "CEILINGS",
     "PHOTOMETRIC",
     "RATE",
+    "add_arguments",
     "available",
     "cpu_seconds",
     "held",
     "measure",
     "median_round",
+    "paced",
+    "ready",
     "report",
+    "server_env",
     "server_processes",
 ]
 
@@ -68,6 +74,22 @@ def _py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
+def add_arguments(
+    parser: argparse.ArgumentParser, *, threads: int, pace: float, seconds: float
+) -> None:
+    """The options of a tool that serves (h)'s stream to one paced client (``gil_ab``,
+    ``gil_profile``), with that tool's defaults."""
+    parser.add_argument("--cold", action="store_true", help="caches off (default: warm)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--threads", type=int, default=threads, help=f"server threads ({threads})")
+    parser.add_argument("--pace", type=float, default=pace, help=f"client pace ({pace})")
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help=f"sampling window ({seconds:g})"
+    )
+    parser.add_argument("--photometric", action="store_true", help="the photometric work")
+    parser.add_argument("--images", type=int, default=1000, help="JPEGs to generate (1000)")
+
+
 def available() -> bool:
     """Whether py-spy is installed (``pip install py-spy``; the dev extra has it)."""
     return _py_spy() is not None
@@ -90,12 +112,15 @@ def server_processes(pid: int) -> list[int]:
     return [pid, *workers]
 
 
-def held(pids: list[int], seconds: float, folder: Path) -> list[subprocess.Popen[bytes]]:
-    """Start sampling each process's GIL for ``seconds`` (raw stacks into ``folder``)."""
+def held(
+    pids: list[int], seconds: float, folder: Path, rate: int = RATE, threads: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """Start sampling each process's GIL for ``seconds`` at ``rate`` Hz (raw stacks into
+    ``folder``/PID.txt; ``threads``: each stack under its thread's name)."""
     spies = []
     for pid in pids:
         command = [_py_spy() or "py-spy", "record", "--pid", str(pid), "--gil"]
-        command += ["--rate", str(RATE)]
+        command += ["--rate", str(rate), *(["--threads"] if threads else [])]
         command += ["--format", "raw", "--output", str(folder / f"{pid}.txt"), "--nonblocking"]
         command += ["--duration", str(round(seconds))]
         spies.append(
@@ -117,6 +142,42 @@ def _share(path: Path, seconds: float) -> float:
     return samples / (RATE * seconds)
 
 
+def server_env(processes: int, cold: bool) -> dict[str, str]:
+    """The settings of a measured server: ``processes`` workers, caches off if ``cold``."""
+    return {"AUGSTREAM_PROCESSES": str(processes), **(_COLD if cold else {})}
+
+
+def ready(stream: Iterator[Any], root: Path, cold: bool, pace: float) -> float:
+    """Read ``stream`` until it runs as measured (warm: an epoch, which fills the caches),
+    then for 2 s at full speed: the seconds between batches that read at ``pace`` of that
+    (0 unpaced)."""
+    per_epoch = -(-len(list(root.rglob("*.jpg"))) // BATCH)
+    for _ in range(per_epoch if not cold else 4):
+        next(stream)
+    if pace >= 1:
+        return 0.0
+    started, count = time.perf_counter(), 0
+    while time.perf_counter() - started < 2.0:
+        count += len(next(stream))
+    return BATCH / (pace * count / (time.perf_counter() - started))
+
+
+def paced(
+    stream: Iterator[Any], interval: float, spies: list[subprocess.Popen[bytes]]
+) -> tuple[float, float]:
+    """Read a batch every ``interval`` seconds (or as fast as it comes) while a spy samples:
+    images/s and the seconds read."""
+    images, started = 0, time.perf_counter()
+    while any(spy.poll() is None for spy in spies):
+        batch_started = time.perf_counter()
+        images += len(next(stream))
+        wait = interval - (time.perf_counter() - batch_started)
+        if wait > 0:
+            time.sleep(wait)
+    elapsed = time.perf_counter() - started
+    return images / elapsed, elapsed
+
+
 def measure(
     root: Path,
     *,
@@ -130,31 +191,17 @@ def measure(
     """Serve ``root`` (the benchmark's work, plus ``fields``) to one stream and sample every
     server process's GIL for ``seconds``: images/s, each process's share and microseconds of
     GIL per image, the busiest, and the ceiling they imply."""
-    env = {"AUGSTREAM_PROCESSES": str(processes), **(_COLD if cold else {})}
-    with serve(root, threads, env) as server, tempfile.TemporaryDirectory() as tmp:
+    with (
+        serve(root, threads, server_env(processes, cold)) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         stream = served(server.url, **(fields or {}))
-        per_epoch = -(-len(list(root.rglob("*.jpg"))) // BATCH)
-        for _ in range(per_epoch if not cold else 4):  # warm: fill the caches
-            next(stream)
-        interval = 0.0
-        if pace < 1:
-            started, count = time.perf_counter(), 0
-            while time.perf_counter() - started < 2.0:
-                count += len(next(stream))
-            interval = BATCH / (pace * count / (time.perf_counter() - started))
+        interval = ready(stream, root, cold, pace)
         pids = server_processes(server.pid)
         spies = held(pids, seconds, Path(tmp))
-        images, started = 0, time.perf_counter()
         cpu = {pid: cpu_seconds(pid) for pid in pids}
-        while any(spy.poll() is None for spy in spies):
-            batch_started = time.perf_counter()
-            images += len(next(stream))
-            wait = interval - (time.perf_counter() - batch_started)
-            if wait > 0:
-                time.sleep(wait)
-        elapsed = time.perf_counter() - started
+        rate, elapsed = paced(stream, interval, spies)
         used = {pid: cpu_seconds(pid) - cpu[pid] for pid in pids}
-        rate = images / elapsed
         stream.close()
         names = {pid: "server" if n == 0 else f"worker {n}" for n, pid in enumerate(pids)}
         gil = {names[pid]: _share(Path(tmp) / f"{pid}.txt", seconds) for pid in pids}
