@@ -266,13 +266,21 @@ async def _oldest(
 
     Heartbeats keep clients' per-read timeouts from firing on slow batches.
     """
-    ready: asyncio.Future[EncodedBatch] = asyncio.wrap_future(pending[0][1])
-    while not (await asyncio.wait({ready}, timeout=heartbeat_s))[0]:
-        if draining():
-            raise _DrainingError
-        yield _HEARTBEAT
+    made = pending[0][1]
+    if made.done() and not made.cancelled():
+        # Made while earlier ones were sent, as a stream that keeps ahead of its client
+        # finds them: no asyncio future, wake-up of the loop through its self-pipe, or
+        # heartbeat timer for it. The loop still gets its turn between batches (other
+        # streams, a lost connection) though every send of this one found room.
+        await asyncio.sleep(0)
+    else:
+        ready: asyncio.Future[EncodedBatch] = asyncio.wrap_future(made)
+        while not (await asyncio.wait({ready}, timeout=heartbeat_s))[0]:
+            if draining():
+                raise _DrainingError
+            yield _HEARTBEAT
     pending.popleft()
-    batch = ready.result()
+    batch = made.result()
     on_batch(batch.images, batch.nbytes)
     for part in batch.parts:
         yield part
