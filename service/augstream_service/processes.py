@@ -19,13 +19,14 @@ import logging
 import math
 import os
 import pickle
+import queue
+import select
 import socket
 import subprocess
 import sys
 import threading
 import weakref
 from collections import defaultdict
-from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -61,75 +62,111 @@ class PoolClosedError(RuntimeError):
     """The server is stopping: its workers are gone and the batch is no longer wanted."""
 
 
-class _Worker:
-    """One worker process, its pipe, and the tasks it has not answered yet."""
+class _Channel:
+    """A pipe to a worker that one server thread uses at a time, with its poller (polled
+    before each reply, for the timeout: ``Connection.poll`` builds a selector per call)."""
 
-    def __init__(self, index: int, count: int, settings_json: str) -> None:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._poller = select.poll()
+        self._poller.register(conn.fileno(), select.POLLIN)
+
+    def ready(self, timeout: float) -> bool:
+        """Whether a reply (or the pipe's end) came within ``timeout`` seconds."""
+        return bool(self._poller.poll(timeout * 1000))
+
+
+class _Worker:
+    """One worker process and its channels: a pipe per server thread that may make a batch at
+    once, so the thread that sends a task reads its reply itself (no reader thread to hand it
+    over, and no wake-up of one per reply)."""
+
+    def __init__(self, index: int, count: int, settings_json: str, channels: int) -> None:
         self.index = index
+        pairs = [socket.socketpair() for _ in range(channels)]
+        theirs = [pair[1].fileno() for pair in pairs]
         # A program of its own (python -m augstream_service.workers), not multiprocessing's
         # spawn: that would import the parent's __main__ again in the child, and a script
         # that embeds the server without a __main__ guard would start itself anew.
-        ours, theirs = socket.socketpair()
-        command = [sys.executable, "-m", "augstream_service.workers", str(theirs.fileno())]
-        self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(),))
-        theirs.close()
-        # The socket itself is kept to shut it down: closing an fd does not wake a thread
-        # blocked reading it (this process's reader, the worker's recv).
-        self._socket = ours
-        self.conn = Connection(os.dup(ours.fileno()))
-        # The settings (storage credentials among them) go over the pipe, not the command.
-        self.conn.send_bytes(pickle.dumps((settings_json, index, count)))
-        self.pending: dict[int, Future[tuple[Any, ...]]] = {}
+        command = [sys.executable, "-m", "augstream_service.workers", ",".join(map(str, theirs))]
+        self.process = subprocess.Popen(command, pass_fds=theirs)
+        for _, their in pairs:
+            their.close()
+        # The sockets themselves are kept to shut them down: closing an fd does not wake a
+        # thread blocked reading it (a server thread awaiting a reply, the worker's select).
+        self._sockets = [ours for ours, _ in pairs]
+        self._channels = [_Channel(Connection(os.dup(ours.fileno()))) for ours in self._sockets]
+        self._free: queue.SimpleQueue[_Channel] = queue.SimpleQueue()
+        for channel in self._channels:
+            self._free.put(channel)
+        # The settings (storage credentials among them) go over a pipe, not the command.
+        self._channels[0].conn.send_bytes(pickle.dumps((settings_json, index, count)))
+        #: Its cache figures as of its latest reply (numbered by the worker: each channel's
+        #: replies are read by its own thread, in no order between channels).
         self.figures: dict[str, Any] = {}
+        self._reported = -1
         self._lock = threading.Lock()
-        self._reader = threading.Thread(
-            target=self._read, name=f"augstream-worker-{index}-pipe", daemon=True
-        )
-        self._reader.start()
+        #: Its pipe broke or it did not answer: it is started again before its next task.
+        self.lost = False
 
     # Messages are plain tuples, pickled with pickle itself: Connection.send makes a
     # ForkingPickler per message, copying copyreg's dispatch table each time (a fifth of the
     # main process's GIL time at 40 batches per second).
 
-    def submit(self, task: tuple[Any, ...]) -> Future[tuple[Any, ...]]:
-        future: Future[tuple[Any, ...]] = Future()
-        with self._lock:
-            self.pending[task[0]] = future
-            try:
-                self.conn.send_bytes(pickle.dumps(task))
-            except (OSError, ValueError) as exc:
-                del self.pending[task[0]]
-                future.set_exception(WorkerLostError(f"worker {self.index}: {exc}"))
-        return future
+    def send(self, task: tuple[Any, ...]) -> _Channel:
+        """Send ``task`` on a free channel (waiting for one if every one is busy): the
+        channel to read its reply from (``reply``), or to ``release`` unread."""
+        channel = self._free.get()
+        try:
+            channel.conn.send_bytes(pickle.dumps(task))
+        except (OSError, ValueError) as exc:
+            self._free.put(channel)
+            self.lost = True
+            raise WorkerLostError(f"worker {self.index}: {exc}") from None
+        return channel
 
-    def _read(self) -> None:
-        while True:
-            try:
-                reply = pickle.loads(self.conn.recv_bytes())
-            except (EOFError, OSError):
-                break
+    def reply(self, channel: _Channel, ident: int, timeout: float) -> tuple[Any, ...]:
+        """The reply to task ``ident`` sent on ``channel``, which is then free again.
+
+        A reply to another task is one its sender left unread (another worker failed first,
+        ``release``): it is dropped."""
+        try:
+            while True:
+                if not channel.ready(timeout):
+                    self.lost = True  # hung: it is replaced, not asked again
+                    raise WorkerLostError(f"worker process {self.index} did not answer in time")
+                try:
+                    reply: tuple[Any, ...] = pickle.loads(channel.conn.recv_bytes())
+                except (EOFError, OSError):
+                    self.lost = True
+                    raise WorkerLostError(f"worker process {self.index} exited") from None
+                if reply[1] == ident:
+                    break
+        finally:
+            self._free.put(channel)
+        if reply[0] == "done":
             with self._lock:
-                future = self.pending.pop(reply[1], None)
-            if reply[0] == "done":
-                self.figures = reply[5]
-            if future is not None:
-                future.set_result(reply)
-        with self._lock:
-            pending, self.pending = list(self.pending.values()), {}
-        for future in pending:
-            future.set_exception(WorkerLostError(f"worker process {self.index} exited"))
+                if reply[5] > self._reported:
+                    self._reported, self.figures = reply[5], reply[6]
+        return reply
+
+    def release(self, channel: _Channel) -> None:
+        """``channel`` free again with its reply unread (the next reply read drops it)."""
+        self._free.put(channel)
 
     @property
     def alive(self) -> bool:
-        # Asked before every task: the reader thread ends when the worker's end of the pipe
-        # closes, as it does when the worker exits, so no wait() system call is needed here.
-        return self._reader.is_alive() and self.process.returncode is None
+        # Asked before every task: a worker that exits is seen at its next reply (its end of
+        # the pipe closes), so no wait() system call is needed here.
+        return not self.lost and self.process.returncode is None
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._socket.shutdown(socket.SHUT_RDWR)  # the worker reads the end and exits
-        self._socket.close()
-        self.conn.close()
+        for ours in self._sockets:
+            with contextlib.suppress(OSError):
+                ours.shutdown(socket.SHUT_RDWR)  # the worker reads the end and exits
+            ours.close()
+        for channel in self._channels:
+            channel.conn.close()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -150,7 +187,9 @@ class ProcessPool:
         self._blocks = Blocks()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._workers = [_Worker(i, count, self._settings_json) for i in range(count)]
+        # A channel to each worker for every server thread that may make a batch at once.
+        self._channels = max(1, settings.threads)
+        self._workers = [self._start(i) for i in range(count)]
         self.restarts = 0
         self._closed = False
         self._told_full = False
@@ -164,14 +203,18 @@ class ProcessPool:
                 free >> 20,
             )
 
+    def _start(self, index: int) -> _Worker:
+        return _Worker(index, self.count, self._settings_json, self._channels)
+
     def _worker(self, index: int) -> _Worker:
         with self._lock:
             if self._closed:
                 raise PoolClosedError("the server is stopping")
             worker = self._workers[index]
             if not worker.alive:
-                log.warning("worker process %d exited; starting it again", index)
-                worker = self._workers[index] = _Worker(index, self.count, self._settings_json)
+                log.warning("worker process %d was lost; starting it again", index)
+                worker.stop()
+                worker = self._workers[index] = self._start(index)
                 self.restarts += 1
             return worker
 
@@ -235,21 +278,31 @@ class ProcessPool:
         for slot, sample_id in enumerate(ids):
             owned[sample_id % self.count].append(slot)
         key, spec_json, digest = plan.key, plan.spec_json, plan.source.digest()
-        futures = []
+        # Every part is sent before any reply is read: the workers make them at once.
+        sent: list[tuple[list[int], _Worker, _Channel, int]] = []
         for index, slots in owned.items():
+            ident = next(self._ids)
             task = (
-                next(self._ids), key, spec_json, plan.compact, digest, epoch,
+                ident, key, spec_json, plan.compact, digest, epoch,
                 [ids[s] for s in slots], slots, block, x.shape, x.dtype.str, mask_shape,
             )  # fmt: skip
-            futures.append((slots, self._worker(index).submit(task)))
+            try:
+                worker = self._worker(index)
+                sent.append((slots, worker, worker.send(task), ident))
+            except BaseException:
+                for _, other, channel, _ in sent:
+                    other.release(channel)
+                raise
         errors: list[str | None] = [None] * len(ids)
         seconds = 0.0
         tallies = []
-        for slots, future in futures:
+        for number, (slots, worker, channel, ident) in enumerate(sent):
             try:
-                reply = future.result(timeout=_TASK_TIMEOUT_S)
-            except TimeoutError:
-                raise WorkerLostError("a worker process did not answer in time") from None
+                reply = worker.reply(channel, ident, _TASK_TIMEOUT_S)
+            except BaseException:
+                for _, other, unread, _ in sent[number + 1 :]:
+                    other.release(unread)
+                raise
             if reply[0] != "done":
                 raise WorkerLostError(f"a worker process failed: {reply[2]}")
             for slot, error in zip(slots, reply[2], strict=True):

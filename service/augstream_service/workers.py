@@ -12,10 +12,12 @@ process (``Samples.digest``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import mmap
 import os
 import pickle
+import selectors
 import sys
 import threading
 from collections import OrderedDict
@@ -74,20 +76,21 @@ def _attach(name: str) -> mmap.mmap:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m augstream_service.workers FD``: a worker on the socket ``FD`` its server
-    passed it; the first message is its settings, its index and the number of workers."""
-    conn = Connection(int(argv[0]))
+    """``python -m augstream_service.workers FD,FD,...``: a worker on the sockets its server
+    passed it (a channel per server thread); the first message, on the first, is its
+    settings, its index and the number of workers."""
+    conns = [Connection(int(fd)) for fd in argv[0].split(",")]
     try:
-        settings_json, index, count = pickle.loads(conn.recv_bytes())
+        settings_json, index, count = pickle.loads(conns[0].recv_bytes())
     except (EOFError, OSError):
         return 1
-    run(conn, settings_json, index, count)
+    run(conns, settings_json, index, count)
     return 0
 
 
-def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
-    """A worker's life: set up from the settings, then make what it is sent until its pipe
-    closes."""
+def run(conns: list[Connection], settings_json: str, index: int, count: int) -> None:
+    """A worker's life: set up from the settings, then make what it is sent, replying on the
+    channel each task came by, until a channel closes (the server is stopping)."""
     import cv2
 
     from augstream_protocol.spec import StreamSpec
@@ -115,7 +118,10 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
 
     # The worker's threads share its plans and mapped blocks.
     held = threading.Lock()
+    # Two threads may reply on one channel at once: the server gives a channel a task while
+    # an earlier one it left unread is still being made (``processes._Worker.release``).
     sending = threading.Lock()
+    replies = itertools.count()
 
     def plan_for(key: str, spec_json: str, compact: bool, digest: str) -> StreamPlan:
         with held:
@@ -154,8 +160,8 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
             blocks.move_to_end(name)
             return found
 
-    def made(task: Task) -> bool:
-        """Makes ``task`` and replies; False once the pipe is closed."""
+    def made(task: Task, conn: Connection) -> bool:
+        """Makes ``task`` and replies on ``conn``; False once the pipe is closed."""
         ident = task[0]
         try:
             _, key, spec_json, compact, digest, epoch, ids, slots, name, shape, dtype, masks = task
@@ -166,14 +172,16 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
             if masks is not None:
                 mask_view = np.ndarray(masks, dtype=np.uint8, buffer=buffer, offset=x.nbytes)
             errors, seconds = make_samples(plan.spec, plan.source, epoch, ids, x, mask_view, slots)
-            reply: tuple[Any, ...] = (
-                "done", ident, errors, seconds, tally.taken(), reader.figures()
-            )  # fmt: skip
+            reply: tuple[Any, ...] = ("done", ident, errors, seconds, tally.taken())
         except Exception as exc:  # reported to the main process, which makes it itself
             log.exception("worker %d could not make task %d", index, ident)
             reply = ("failed", ident, f"{type(exc).__name__}: {exc}")
         try:
             with sending:
+                # The cache figures as of this reply, numbered: the server reads its
+                # channels in any order and keeps the latest.
+                if reply[0] == "done":
+                    reply += (next(replies), reader.figures())
                 conn.send_bytes(pickle.dumps(reply))
         except OSError:  # the server closed the pipe (it is stopping): nobody is waiting
             return False
@@ -183,16 +191,25 @@ def run(conn: Connection, settings_json: str, index: int, count: int) -> None:
     # batches' parts at once (the main process has a batch in flight per thread of its own).
     threads = worker_threads(settings)
     pool = ThreadPoolExecutor(threads, "augstream-worker") if threads > 1 else None
-    while True:
-        try:
-            task: Task = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            break
-        if pool is None:
-            if not made(task):
+    waiting = selectors.DefaultSelector()
+    for conn in conns:
+        waiting.register(conn.fileno(), selectors.EVENT_READ, conn)
+    running = True
+    while running:
+        for key, _ in waiting.select():
+            conn = key.data
+            try:
+                task: Task = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                running = False
                 break
-        else:
-            pool.submit(made, task)
+            if pool is None:
+                if not made(task, conn):
+                    running = False
+                    break
+            else:
+                pool.submit(made, task, conn)
+    waiting.close()
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
 

@@ -18,6 +18,7 @@ import pytest
 from augstream import Batch, Client
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
+from augstream_service.processes import WorkerLostError
 from tests.imagefolder import make_image_folder, make_mask_folder
 
 pytestmark = pytest.mark.slow
@@ -132,6 +133,35 @@ def test_a_worker_that_dies_is_replaced_and_no_batch_is_lost(roots: list[Path]) 
     # Every block the pool made was unlinked when the server stopped (other processes' blocks
     # may come and go meanwhile: only this pool's are looked for).
     assert made and not set(made) & set(os.listdir("/dev/shm"))
+
+
+def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path]) -> None:
+    # One server thread: one channel to each worker. The first reply read fails, so the
+    # other worker's reply to that batch is left unread on its only channel; the next task
+    # sent there must wait for its own reply, not take that one (and return before its
+    # samples are written).
+    spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 4, "seed": 3,
+            "epochs": 2, "rotation_range": 15}  # fmt: skip
+    with _server(roots, 0) as threads:
+        reference = _read(threads.url, **spec)
+    app = create_app(Settings(datasets=roots, threads=1, processes=2))
+    with BackgroundServer(app) as server:
+        pool = app.state.augstream.processes
+        failed: list[int] = []
+        for worker in pool._workers:
+            real = worker.reply
+
+            def reply(channel: Any, ident: int, timeout: float, real: Any = real) -> Any:
+                if not failed:
+                    failed.append(ident)
+                    real(channel, ident, timeout)
+                    raise WorkerLostError("lost, as far as this batch knows")
+                return real(channel, ident, timeout)
+
+            worker.reply = reply
+        got = _read(server.url, **spec)
+    assert failed
+    assert [b.x.tobytes() for b in got] == [b.x.tobytes() for b in reference]
 
 
 def test_a_server_stopped_under_its_workers_stops_quietly(
