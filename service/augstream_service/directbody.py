@@ -38,6 +38,8 @@ from typing import Any, TypeGuard
 from h11._writers import ChunkedWriter
 from uvicorn.protocols.http.h11_impl import RequestResponseCycle
 
+from .peers import PARTS
+
 __all__ = ["DIRECT_MIN", "DirectBody", "direct"]
 
 #: Body messages at least this large skip h11's join (smaller ones cost less to copy than
@@ -75,17 +77,26 @@ class DirectBody(RequestResponseCycle):
         # Whatever this send writes goes after the piece still being written.
         if self._written is not None:
             await asyncio.shield(self._written)
-        body = message.get("body", b"")
+        parts = message.get(PARTS)
+        if parts is not None:
+            views = [memoryview(part).cast("B") for part in parts]
+        else:
+            body = message.get("body", b"")
+            views = [memoryview(body).cast("B")] if len(body) >= DIRECT_MIN else []
         if not (
-            message["type"] == "http.response.body"
+            views
+            and message["type"] == "http.response.body"
             and message.get("more_body", False)
-            and len(body) >= DIRECT_MIN
             and self.response_started
             and not self.response_complete
             and self.scope["method"] != "HEAD"
             # h11's writer for this response (chunked encoding, not HTTP/1.0's or a length)
             and type(self.conn._writer) is ChunkedWriter
         ):
+            if parts is not None:  # each part as a message of its own, as h11 takes them
+                for part in parts:
+                    await self.send({"type": message["type"], "body": part, "more_body": True})
+                return
             self._settle()
             await super().send(message)
             return
@@ -94,16 +105,16 @@ class DirectBody(RequestResponseCycle):
             await self.flow.drain()
         if self.disconnected:
             return
-        data = memoryview(body).cast("B")
-        head = b"%s%x\r\n" % (b"\r\n" * self._crlf_owed, data.nbytes)
+        size = sum(view.nbytes for view in views)
+        head = b"%s%x\r\n" % (b"\r\n" * self._crlf_owed, size)
         self._crlf_owed = True
         if self.transport.get_write_buffer_size() or not self.zero_copy():
             # h11's bytes still wait in the transport (these go behind them, through it),
             # or TLS encrypts what the transport writes.
             self.transport.write(head)
-            self.transport.write(data)
+            self.transport.writelines(views)
             return
-        self._write([memoryview(head), data])
+        self._write([memoryview(head), *views])
 
     def _settle(self) -> None:
         if self._crlf_owed:

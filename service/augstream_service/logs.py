@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from augstream_protocol.wire import PROTOCOL_VERSION
 
 from . import __version__
+from .peers import body_size
 
 __all__ = ["REQUEST_ID", "RequestLog", "configure_logging"]
 
@@ -101,7 +102,7 @@ class RequestLog:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), *self._stamp(request_id)]
             elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
+                sent += body_size(message)
             await send(message)
 
         try:

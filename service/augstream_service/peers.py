@@ -23,17 +23,38 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CONNECTION", "BodyDeadline", "Pace", "SlowPeerError", "paced_send"]
+__all__ = [
+    "CONNECTION",
+    "PARTS",
+    "BodyDeadline",
+    "Pace",
+    "SlowPeerError",
+    "body_size",
+    "paced_send",
+]
 
 log = logging.getLogger("augstream.peers")
 
 #: The ASGI scope extension (``scope["extensions"]``) in which ``server.HeaderDeadline``
 #: gives each request ``{"unsent": callable, "whole": bool}``: the bytes its connection has
 #: not yet handed to the kernel, by which a blocked send's progress is seen, and whether it
-#: writes large pieces without a copy (``directbody``: a stream need not cut its parts).
+#: writes large pieces without a copy (``directbody``: a stream need not cut its parts, and
+#: sends each batch frame as one message of ``PARTS``).
 CONNECTION = "augstream.connection"
+#: The key of a body message, on a connection that writes whole parts, that carries a list
+#: of buffers to write in order, as one chunk (its ``body`` is empty): one pass through the
+#: send chain for a batch frame rather than one per part.
+PARTS = "augstream.parts"
 #: Seconds between looks at a blocked send's progress.
 STEP_S = 0.5
+
+
+def body_size(message: Message) -> int:
+    """The bytes a body message carries: its ``body``, or its ``PARTS``."""
+    parts = message.get(PARTS)
+    if parts is None:
+        return len(message.get("body", b""))
+    return sum(memoryview(part).nbytes for part in parts)
 
 
 class SlowPeerError(Exception):
@@ -70,7 +91,7 @@ def paced_send(send: Send, pace: Pace, unsent: Callable[[], int] | None = None) 
     """
 
     async def credited(message: Message) -> None:
-        size = len(message.get("body", b""))
+        size = body_size(message)
         began = time.monotonic()
         try:
             # A deadline on this task (no task per send, as wait_for would make).
@@ -82,7 +103,7 @@ def paced_send(send: Send, pace: Pace, unsent: Callable[[], int] | None = None) 
 
     async def watched(message: Message) -> None:
         assert unsent is not None
-        size = len(message.get("body", b""))
+        size = body_size(message)
         while pace.budget > 0:
             before, began = unsent(), time.monotonic()
             if not before:

@@ -13,6 +13,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Executor, Future
+from typing import cast
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -21,7 +22,7 @@ from augstream_protocol.wire import FrameKind, encode_json_frame
 
 from .admission import Slots
 from .memory import BatchWindow
-from .peers import CONNECTION, Pace, SlowPeerError, paced_send
+from .peers import CONNECTION, PARTS, Pace, SlowPeerError, paced_send
 from .pipeline import EncodedBatch, SampleError, StreamPlan
 from .sampling import positions
 
@@ -46,9 +47,13 @@ MIN_READ_RATE = 16 << 10
 #: Memoryview slices: no copy.
 SEND_PIECE = 256 << 10
 LOOPBACK_PIECE = 1 << 20
-#: A piece as large as any part: not cut (``directbody`` writes it from its own memory).
+#: A piece as large as any part: not cut (``directbody`` writes it from its own memory),
+#: and a batch frame's parts sent as one message (``peers.PARTS``).
 WHOLE = 1 << 62
 Chunk = bytes | memoryview
+#: A batch frame: its parts, written in order.
+Frame = tuple[Chunk, ...]
+_MEDIA_TYPE = "application/vnd.augstream.v1"
 
 
 def _never() -> bool:
@@ -82,15 +87,18 @@ class FrameStreamResponse(StreamingResponse):
     stops for ``send_timeout_s`` (``peers.Pace``; its slot is freed, and it resumes at its
     next batch as after any lost connection)."""
 
+    # Frames too, not only Starlette's chunks: ``stream_response`` sends them.
+    body_iterator: AsyncIterator[Chunk | Frame]  # type: ignore[assignment]
+
     def __init__(
         self,
-        frames: AsyncIterator[Chunk],
+        frames: AsyncIterator[Chunk | Frame],
         on_close: Callable[[], None],
         send_timeout_s: float | None = None,
         on_evict: Callable[[], None] = _ignore,
         min_read_rate: float = MIN_READ_RATE,
     ) -> None:
-        super().__init__(frames, media_type="application/vnd.augstream.v1")
+        super().__init__(cast(AsyncIterator[Chunk], frames), media_type=_MEDIA_TYPE)
         self._frames = frames
         self._on_close = on_close
         self._send_timeout_s = send_timeout_s
@@ -127,6 +135,18 @@ class FrameStreamResponse(StreamingResponse):
             finally:
                 self._on_close()
 
+    async def stream_response(self, send: Send) -> None:
+        # Starlette's, but a batch frame (its parts) goes as one message of ``PARTS``.
+        status, headers = self.status_code, self.raw_headers
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        async for piece in self.body_iterator:
+            if isinstance(piece, tuple):
+                await send({"type": "http.response.body", "body": b"", PARTS: piece,
+                            "more_body": True})  # fmt: skip
+            else:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
 
 def piece_size(client: tuple[str, int] | None) -> int:
     """Bytes per send for a client at this address: larger on this machine (loopback)."""
@@ -139,19 +159,26 @@ def piece_size(client: tuple[str, int] | None) -> int:
     return LOOPBACK_PIECE if address is not None and address.is_loopback else SEND_PIECE
 
 
-async def _pieces(frames: AsyncIterator[Chunk], size: int) -> AsyncGenerator[Chunk, None]:
-    """``frames``' chunks in pieces of at most ``size`` bytes (memoryview slices)."""
-    async for chunk in frames:
-        if len(chunk) <= size:
-            yield chunk
+async def _pieces(
+    frames: AsyncIterator[Chunk | Frame], size: int
+) -> AsyncGenerator[Chunk | Frame, None]:
+    """``frames``' chunks in pieces of at most ``size`` bytes (memoryview slices); a batch
+    frame's parts each so, or the frame as it is if ``size`` is ``WHOLE``."""
+    async for frame in frames:
+        if isinstance(frame, tuple) and size >= WHOLE:
+            yield frame
             continue
-        view = memoryview(chunk)
-        for start in range(0, len(view), size):
-            yield view[start : start + size]
-            # A send into a socket with room returns without giving the loop a turn: let it
-            # run between pieces, so other streams are served and a lost connection is seen
-            # before more pieces are written to it.
-            await asyncio.sleep(0)
+        for chunk in frame if isinstance(frame, tuple) else (frame,):
+            if len(chunk) <= size:
+                yield chunk
+                continue
+            view = memoryview(chunk)
+            for start in range(0, len(view), size):
+                yield view[start : start + size]
+                # A send into a socket with room returns without giving the loop a turn: let
+                # it run between pieces, so other streams are served and a lost connection is
+                # seen before more pieces are written to it.
+                await asyncio.sleep(0)
 
 
 def _error_frame(kind: str, message: str) -> bytes:
@@ -173,8 +200,9 @@ async def stream_frames(
     on_error: Callable[[str], None] = _ignore,
     batches: Callable[[int, int], Future[EncodedBatch]] | None = None,
     window: BatchWindow | None = None,
-) -> AsyncIterator[Chunk]:
-    """The whole response body: header, batches in order, then an end frame if finite.
+) -> AsyncIterator[Chunk | Frame]:
+    """The whole response body: header, batches in order (each a ``Frame`` of parts), then
+    an end frame if finite.
 
     ``batches(epoch, batch)`` starts making a batch (default: ``plan.encode_batch`` on
     ``executor``; ``shared.SharedBatches`` shares them between identical streams).
@@ -261,8 +289,8 @@ async def _oldest(
     heartbeat_s: float,
     draining: Callable[[], bool],
     on_batch: Callable[[int, int], None],
-) -> AsyncIterator[Chunk]:
-    """Heartbeats while the oldest batch is still being made, then that batch's parts.
+) -> AsyncIterator[Chunk | Frame]:
+    """Heartbeats while the oldest batch is still being made, then that batch's frame.
 
     Heartbeats keep clients' per-read timeouts from firing on slow batches.
     """
@@ -282,8 +310,7 @@ async def _oldest(
     pending.popleft()
     batch = made.result()
     on_batch(batch.images, batch.nbytes)
-    for part in batch.parts:
-        yield part
+    yield tuple(batch.parts)
 
 
 _HEARTBEAT = encode_json_frame(FrameKind.HEARTBEAT)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from urllib.parse import urlparse
 import h11
 import pytest
 
+from augstream_protocol.wire import FrameKind
 from augstream_service.directbody import DIRECT_MIN, DirectBody
 from augstream_service.producer import LOOPBACK_PIECE
 
@@ -51,6 +53,12 @@ def _request(url: str, version: str, slow: bool = False, spec: dict[str, Any] = 
             if slow:
                 time.sleep(0.0005)
     return bytes(received)
+
+
+def _frame(piece: bytes) -> FrameKind | None:
+    """The kind of the frame ``piece`` is, if it is exactly one whole frame."""
+    size, kind, _ = struct.unpack_from(">IBI", piece)
+    return FrameKind(kind) if len(piece) == 9 + size else None
 
 
 def _dechunk(raw: bytes) -> Iterator[bytes]:
@@ -105,8 +113,9 @@ def test_pieces_that_wait_for_room_keep_their_bytes(
     server_url: str, monkeypatch: pytest.MonkeyPatch, h11_data_sizes: list[int]
 ) -> None:
     """A reader slower than the server: each piece's rest waits for the socket to drain
-    (written as it does, from the batch's own memory), and the body is still h11's. A part
-    goes whole (HTTP/1.1); HTTP/1.0's body, which h11 writes, is cut into pieces."""
+    (written as it does, from the batch's own memory), and the body is still h11's. A batch
+    frame goes as one chunk (HTTP/1.1); HTTP/1.0's body, which h11 writes, is cut into
+    pieces."""
     waits = []
     drained = DirectBody._drained
 
@@ -119,6 +128,8 @@ def test_pieces_that_wait_for_room_keep_their_bytes(
     assert len(waits) > 10 and max(waits) >= DIRECT_MIN  # pieces did wait, and were counted
     pieces = list(_dechunk(slow.partition(b"\r\n\r\n")[2]))
     assert max(map(len, pieces)) > LOOPBACK_PIECE
+    frames = [_frame(piece) for piece in pieces]
+    assert frames.count(FrameKind.BATCH) == LARGE["batches"]  # each batch whole in its chunk
     plain = _request(server_url, "1.0", spec=LARGE).partition(b"\r\n\r\n")[2]
     assert b"".join(pieces) == plain
     assert max(h11_data_sizes) <= LOOPBACK_PIECE
