@@ -58,6 +58,12 @@ def _read(url: str, **fields: Any) -> list[Batch]:
                 return got
 
 
+def _by_threads(roots: list[Path], spec: dict[str, Any]) -> list[Batch]:
+    """``spec``'s whole stream from a server without worker processes: the bytes to match."""
+    with _server(roots, 0) as threads:
+        return _read(threads.url, **spec)
+
+
 SPECS = [
     {"dataset": "pets", "rotation_range": 20, "horizontal_flip": True, "rescale": 1 / 255},
     {"dataset": "pets", "zoom_range": 0.2, "channel_shift_range": 30, "contrast_range": [0.5, 2]},
@@ -113,8 +119,7 @@ def test_each_image_is_decoded_by_one_worker_and_cached_there(roots: list[Path])
 def test_a_worker_that_dies_is_replaced_and_no_batch_is_lost(roots: list[Path]) -> None:
     spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 3, "seed": 6,
             "epochs": 3, "rotation_range": 15}  # fmt: skip
-    with _server(roots, 0) as threads:
-        reference = _read(threads.url, **spec)
+    reference = _by_threads(roots, spec)
     app = create_app(Settings(datasets=roots, threads=2, processes=2))
     made: list[str] = []
     with BackgroundServer(app) as server:
@@ -142,8 +147,7 @@ def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path]) 
     # samples are written).
     spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 4, "seed": 3,
             "epochs": 2, "rotation_range": 15}  # fmt: skip
-    with _server(roots, 0) as threads:
-        reference = _read(threads.url, **spec)
+    reference = _by_threads(roots, spec)
     app = create_app(Settings(datasets=roots, threads=1, processes=2))
     with BackgroundServer(app) as server:
         pool = app.state.augstream.processes
@@ -198,8 +202,7 @@ def test_a_full_dev_shm_makes_the_batches_in_the_server(
 
     spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 5, "seed": 4,
             "epochs": 2, "rotation_range": 20}  # fmt: skip
-    with _server(roots, 0) as threads:
-        reference = _read(threads.url, **spec)
+    reference = _by_threads(roots, spec)
     monkeypatch.setattr(shm, "_reserve", full)
     caplog.set_level("WARNING", logger="augstream.processes")
     with _server(roots, 2) as server:
