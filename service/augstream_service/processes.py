@@ -280,35 +280,33 @@ class ProcessPool:
         key, spec_json, digest = plan.key, plan.spec_json, plan.source.digest()
         # Every part is sent before any reply is read: the workers make them at once.
         sent: list[tuple[list[int], _Worker, _Channel, int]] = []
-        for index, slots in owned.items():
-            ident = next(self._ids)
-            task = (
-                ident, key, spec_json, plan.compact, digest, epoch,
-                [ids[s] for s in slots], slots, block, x.shape, x.dtype.str, mask_shape,
-            )  # fmt: skip
-            try:
-                worker = self._worker(index)
-                sent.append((slots, worker, worker.send(task), ident))
-            except BaseException:
-                for _, other, channel, _ in sent:
-                    other.release(channel)
-                raise
         errors: list[str | None] = [None] * len(ids)
         seconds = 0.0
         tallies = []
-        for number, (slots, worker, channel, ident) in enumerate(sent):
-            try:
+        read = 0
+        try:
+            for index, slots in owned.items():
+                ident = next(self._ids)
+                task = (
+                    ident, key, spec_json, plan.compact, digest, epoch,
+                    [ids[s] for s in slots], slots, block, x.shape, x.dtype.str, mask_shape,
+                )  # fmt: skip
+                worker = self._worker(index)
+                sent.append((slots, worker, worker.send(task), ident))
+            for slots, worker, channel, ident in sent:
+                read += 1  # ``reply`` frees its channel, whatever it finds
                 reply = worker.reply(channel, ident, _TASK_TIMEOUT_S)
-            except BaseException:
-                for _, other, unread, _ in sent[number + 1 :]:
-                    other.release(unread)
-                raise
-            if reply[0] != "done":
-                raise WorkerLostError(f"a worker process failed: {reply[2]}")
-            for slot, error in zip(slots, reply[2], strict=True):
-                errors[slot] = error
-            seconds += reply[3]
-            tallies.append(reply[4])
+                if reply[0] != "done":
+                    raise WorkerLostError(f"a worker process failed: {reply[2]}")
+                for slot, error in zip(slots, reply[2], strict=True):
+                    errors[slot] = error
+                seconds += reply[3]
+                tallies.append(reply[4])
+        finally:
+            # Given up before every reply was read: the channels of the others are free
+            # again, their replies unread (dropped by the next reply read on them).
+            for _, worker, channel, _ in sent[read:]:
+                worker.release(channel)
         self._count(tallies)
         return errors, seconds
 

@@ -140,11 +140,13 @@ def test_a_worker_that_dies_is_replaced_and_no_batch_is_lost(roots: list[Path]) 
     assert made and not set(made) & set(os.listdir("/dev/shm"))
 
 
-def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path]) -> None:
-    # One server thread: one channel to each worker. The first reply read fails, so the
-    # other worker's reply to that batch is left unread on its only channel; the next task
-    # sent there must wait for its own reply, not take that one (and return before its
-    # samples are written).
+@pytest.mark.parametrize("how", ["lost", "failed"])
+def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path], how: str) -> None:
+    # One server thread: one channel to each worker. The first reply read fails (its worker
+    # is taken for lost, or it reports the task failed), so the other worker's reply to that
+    # batch is left unread on its only channel; that channel must be free again, and the
+    # next task sent there must wait for its own reply, not take that one (and return
+    # before its samples are written).
     spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 4, "seed": 3,
             "epochs": 2, "rotation_range": 15}  # fmt: skip
     reference = _by_threads(roots, spec)
@@ -159,6 +161,8 @@ def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path]) 
                 if not failed:
                     failed.append(ident)
                     real(channel, ident, timeout)
+                    if how == "failed":
+                        return ("failed", ident, "could not make it, as far as this batch knows")
                     raise WorkerLostError("lost, as far as this batch knows")
                 return real(channel, ident, timeout)
 
