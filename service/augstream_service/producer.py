@@ -107,9 +107,9 @@ class FrameStreamResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         connection = scope.get("extensions", {}).get(CONNECTION, {})
-        # A connection that writes large pieces without a copy takes each part whole: one
-        # pass through the send chain per part, and the event loop turns while the socket
-        # drains it (directbody).
+        # A connection that writes large pieces without a copy takes each batch frame whole,
+        # as one message of its parts: one pass through the send chain per batch, and the
+        # event loop turns while the socket drains it (directbody).
         size = WHOLE if connection.get("whole") else piece_size(scope.get("client"))
         pieces = _pieces(self._frames, size)
         self.body_iterator = pieces

@@ -194,21 +194,21 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
     waiting = selectors.DefaultSelector()
     for conn in conns:
         waiting.register(conn.fileno(), selectors.EVENT_READ, conn)
-    running = True
-    while running:
-        for key, _ in waiting.select():
-            conn = key.data
-            try:
-                task: Task = pickle.loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                running = False
-                break
-            if pool is None:
-                if not made(task, conn):
-                    running = False
-                    break
-            else:
-                pool.submit(made, task, conn)
+
+    def serve() -> None:
+        while True:
+            for key, _ in waiting.select():
+                try:
+                    task: Task = pickle.loads(key.data.recv_bytes())
+                except (EOFError, OSError):
+                    return
+                if pool is None:
+                    if not made(task, key.data):
+                        return
+                else:
+                    pool.submit(made, task, key.data)
+
+    serve()
     waiting.close()
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
