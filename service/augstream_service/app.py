@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import cv2
@@ -26,6 +25,7 @@ from .processes import ProcessPool
 from .producer import StreamSlots
 from .reader import ImageReader
 from .routes import router
+from .runners import Runners
 from .scheduler import FairScheduler
 from .settings import Settings
 from .shared import SharedBatches
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The pool is the parallelism; OpenCV's own threads would only oversubscribe the cores.
         cv2.setNumThreads(1)
-        state.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="augstream")
+        state.executor = Runners(settings.threads)
         quarter = max(1, settings.threads // 4)
         state.fair = FairScheduler(
             state.executor,

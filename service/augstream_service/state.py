@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from .pipeline import Limits
 from .processes import ProcessPool
 from .producer import StreamSlots
 from .reader import ImageReader
+from .runners import Runners
 from .scheduler import FairScheduler
 from .settings import Settings
 from .shared import SharedBatches
@@ -52,7 +52,7 @@ class ServerState:
     batches: SharedBatches | None = None
     #: Set when the server is asked to stop: streams hand their clients over (go-away frames).
     draining: bool = False
-    executor: ThreadPoolExecutor | None = field(default=None)
+    executor: Runners | None = field(default=None)
     #: The worker processes that make batches' samples (none: the threads do).
     processes: ProcessPool | None = field(default=None)
     #: Hands the pool's workers out fairly (by kind, key and flow; started with the pool).
@@ -64,7 +64,7 @@ class ServerState:
         return own if self.processes is None else self.processes.figures(own)
 
     @property
-    def pool(self) -> ThreadPoolExecutor:
+    def pool(self) -> Runners:
         """The running worker pool (started by the app's lifespan)."""
         if self.executor is None:
             raise RuntimeError("the worker pool is not running (was the app started?)")

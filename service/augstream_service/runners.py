@@ -1,0 +1,133 @@
+"""The server's worker threads: an ``Executor`` whose idle thread is woken by a pipe write.
+
+A ``ThreadPoolExecutor`` wakes an idle thread by releasing a lock, a futex wake made while
+the caller holds the GIL. On a box whose cores are all busy the kernel often runs the woken
+thread at once in the waker's place, and the waker then sits preempted *holding the GIL*
+until it runs again: the event loop's hand-off of each batch was charged ~11 µs of GIL per
+image by py-spy that way (``benchmarks.gil_profile``, a warm stream with 2 workers on 2
+cores). Here each thread waits in ``os.read`` on a pipe of its own, and ``submit`` wakes it
+with ``os.write``, which CPython makes with the GIL released: a waker preempted in the wake
+holds nothing, and the woken thread can take the GIL meanwhile.
+
+Threads start as work first needs them (at most ``workers``); the most recently idle one is
+woken first (its caches are warm). A task that raises has its exception on its future, as
+with the pool.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, ParamSpec, TypeVar
+
+__all__ = ["Runners"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_Item = tuple[Future[Any], Callable[[], Any]]
+
+
+class _Runner:
+    """One thread, the pipe it waits on, and the task handed to it."""
+
+    def __init__(self, owner: Runners, name: str, first: _Item) -> None:
+        self.owner = owner
+        self.item: _Item | None = first
+        self.wake_read, self.wake_write = os.pipe()
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def hand(self, item: _Item | None) -> None:
+        """Give the (idle) thread ``item`` and wake it (None: end)."""
+        self.item = item
+        os.write(self.wake_write, b"\0")
+
+    def _loop(self) -> None:
+        try:
+            while self.item is not None:
+                item, self.item = self.item, None
+                _run(*item)
+                del item  # an idle thread keeps nothing of its last task (a batch)
+                if self.owner._next(self):
+                    continue
+                os.read(self.wake_read, 1)  # idle: the GIL is free while it waits
+        finally:
+            os.close(self.wake_read)
+            os.close(self.wake_write)
+
+
+def _run(future: Future[Any], call: Callable[[], Any]) -> None:
+    if future.set_running_or_notify_cancel():
+        try:
+            result = call()
+        except BaseException as exc:  # the caller's to see, as the pool gives it
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+class Runners(Executor):
+    """At most ``workers`` threads named ``{prefix}_{n}``, tasks beyond them queued in order."""
+
+    def __init__(self, workers: int, prefix: str = "augstream") -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.workers = workers
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._idle: list[_Runner] = []
+        self._queued: deque[_Item] = deque()
+        self._threads: list[threading.Thread] = []
+        self._shutdown = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` on a thread; ``RuntimeError`` after ``shutdown``."""
+        future: Future[T] = Future()
+        item: _Item = (future, lambda: fn(*args, **kwargs))
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._idle:
+                self._idle.pop().hand(item)
+            elif len(self._threads) < self.workers:
+                runner = _Runner(self, f"{self.prefix}_{len(self._threads)}", item)
+                self._threads.append(runner.thread)
+                runner.thread.start()
+            else:
+                self._queued.append(item)
+        return future
+
+    def _next(self, runner: _Runner) -> bool:
+        """After a task: whether ``runner`` took a queued one; else it is idle (or, after
+        ``shutdown``, handed the end)."""
+        with self._lock:
+            if self._queued:
+                runner.item = self._queued.popleft()
+                return True
+            if self._shutdown:
+                runner.hand(None)
+            else:
+                self._idle.append(runner)
+            return False
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new tasks; end idle threads now and busy ones after their task (and the
+        queue, unless ``cancel_futures``). ``wait`` joins them."""
+        with self._lock:
+            self._shutdown = True
+            dropped = list(self._queued) if cancel_futures else []
+            if cancel_futures:
+                self._queued.clear()
+            for runner in self._idle:
+                runner.hand(None)
+            self._idle.clear()
+            threads = list(self._threads)
+        for future, _ in dropped:
+            future.cancel()
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()

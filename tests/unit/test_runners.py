@@ -1,0 +1,111 @@
+"""The server's worker threads: tasks run, at most ``workers`` at once, queue beyond that in
+order, raise on their futures, end on shutdown; an idle thread keeps nothing of its task."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import weakref
+from concurrent.futures import CancelledError
+
+import pytest
+
+from augstream_service.runners import Runners
+
+
+def test_tasks_run_on_named_threads_and_give_their_results() -> None:
+    runners = Runners(2, prefix="t")
+    try:
+        futures = [
+            runners.submit(lambda n=n: (n * n, threading.current_thread().name)) for n in range(20)
+        ]
+        results = [future.result(timeout=10) for future in futures]
+    finally:
+        runners.shutdown()
+    assert [value for value, _ in results] == [n * n for n in range(20)]
+    assert {name for _, name in results} <= {"t_0", "t_1"}
+
+
+def test_no_more_than_workers_run_at_once() -> None:
+    runners = Runners(3)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def task() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+
+    futures = [runners.submit(task) for _ in range(15)]
+    for future in futures:
+        future.result(timeout=10)
+    runners.shutdown()
+    assert most[0] == 3
+    assert len(runners._threads) == 3
+
+
+def test_tasks_beyond_the_workers_wait_and_start_in_the_order_they_came() -> None:
+    runners = Runners(1)
+    gate, order = threading.Event(), []
+    blocker = runners.submit(gate.wait)
+    futures = [runners.submit(order.append, n) for n in range(10)]
+    gate.set()
+    for future in [blocker, *futures]:
+        future.result(timeout=10)
+    runners.shutdown()
+    assert order == list(range(10))
+
+
+def test_a_task_s_exception_is_on_its_future_and_the_thread_goes_on() -> None:
+    runners = Runners(1)
+
+    def fail() -> None:
+        raise ValueError("bad sample")
+
+    with pytest.raises(ValueError, match="bad sample"):
+        runners.submit(fail).result(timeout=10)
+    assert runners.submit(lambda: 7).result(timeout=10) == 7
+    runners.shutdown()
+
+
+def test_shutdown_ends_every_thread_and_cancels_the_queue_when_asked() -> None:
+    runners = Runners(1)
+    gate = threading.Event()
+    busy = runners.submit(gate.wait)
+    queued = runners.submit(lambda: 1)
+    stopper = threading.Thread(target=runners.shutdown, kwargs={"cancel_futures": True})
+    stopper.start()
+    time.sleep(0.05)
+    gate.set()
+    stopper.join(timeout=10)
+    assert not stopper.is_alive()
+    assert busy.result(timeout=1) is True
+    with pytest.raises(CancelledError):
+        queued.result(timeout=1)
+    assert not any(thread.is_alive() for thread in runners._threads)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        runners.submit(lambda: 1)
+
+
+def test_an_idle_thread_keeps_nothing_of_its_last_task() -> None:
+    class Batch:
+        pass
+
+    runners = Runners(1)
+    made = runners.submit(Batch).result(timeout=10)
+    gone = weakref.ref(made)
+    del made
+    time.sleep(0.05)  # the thread back waiting
+    gc.collect()
+    try:
+        assert gone() is None
+    finally:
+        runners.shutdown()
+
+
+def test_workers_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        Runners(0)
