@@ -2,7 +2,7 @@
 stacks as a tree of microseconds per image, by thread, each frame's subtree summed.
 
     .venv/bin/python -m benchmarks.gil_profile [--cold] [--processes 2] [--pace 0.6]
-        [--seconds 16] [--rate 400] [--least 1.0] [--photometric] [--images 1000]
+        [--seconds 16] [--rate 400] [--least 1.0] [--photometric] [--isolated] [--images 1000]
 
 (h) says how long the server process holds the GIL per image; this says what for, so a
 change to the per-batch path can be aimed (``benchmarks.gil_ab`` then measures it). A frame
@@ -94,10 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         root = ensure_dataset(Path(tmp) / "imagenet-like", args.images)
         with serve(root, args.threads, gil.server_env(args.processes, args.cold)) as server:
             stream = served(server.url, **(gil.PHOTOMETRIC if args.photometric else {}))
-            interval = gil.ready(stream, root, args.cold, args.pace)
-            spies = gil.held([server.pid], args.seconds, Path(tmp), args.rate, threads=True)
-            rate, _ = gil.paced(stream, interval, spies)
-            stream.close()
+            cores = gil.isolate(gil.server_processes(server.pid)) if args.isolated else None
+            try:
+                interval = gil.ready(stream, root, args.cold, args.pace)
+                spies = gil.held([server.pid], args.seconds, Path(tmp), args.rate, threads=True)
+                rate, _ = gil.paced(stream, interval, spies)
+            finally:
+                stream.close()
+                if cores is not None:
+                    gil.release(cores)
         raw = Path(tmp) / f"{server.pid}.txt"
         lines = raw.read_text().splitlines() if raw.exists() else []
     us_per_sample = 1e6 / (args.rate * args.seconds * rate)

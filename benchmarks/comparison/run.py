@@ -88,24 +88,28 @@ def _gil(
     root: Path, threads: int, seconds: float, pace: float, rounds: int
 ) -> list[dict[str, Any]]:
     """(h) every configuration: the benchmark's work and a photometric one, cold and warm,
-    threads alone and one worker process per core; ``rounds`` times in turn, each
+    threads alone and one worker process per core, and the benchmark's with the server
+    process isolated on a core of its own (given 2 cores); ``rounds`` times in turn, each
     configuration's median round kept (one window's ceiling varies by a quarter here)."""
     from . import gil
 
     if not gil.available():
         print("(h) skipped: py-spy is not installed", file=sys.stderr)
         return []
+    cores = len(os.sched_getaffinity(0))
     configs = [
-        (work, fields, cold, processes)
+        (work, fields, cold, processes, False)
         for work, fields in (("benchmark", {}), ("photometric", gil.PHOTOMETRIC))
         for cold in (True, False)
-        for processes in (0, os.cpu_count() or 1)
+        for processes in (0, cores)
     ]
+    if cores >= 2:
+        configs += [("benchmark", {}, cold, cores, True) for cold in (True, False)]
     found: list[list[dict[str, Any]]] = [[] for _ in configs]
     for number in range(1, rounds + 1):
-        for rows, (work, fields, cold, processes) in zip(found, configs, strict=True):
+        for rows, (work, fields, cold, processes, isolated) in zip(found, configs, strict=True):
             label = f"{work}, {'cold' if cold else 'warm'}, processes={processes}"
-            label += f", round {number}/{rounds}"
+            label += f"{', isolated' if isolated else ''}, round {number}/{rounds}"
             print(f"(h) GIL held, {label} ...", file=sys.stderr, flush=True)
             figures = gil.measure(
                 root,
@@ -115,8 +119,11 @@ def _gil(
                 fields=fields,
                 seconds=seconds,
                 pace=pace,
+                isolated=isolated,
             )
-            rows.append({"work": work, "cold": cold, "processes": processes, **figures})
+            rows.append(
+                {"work": work, "cold": cold, "processes": processes, "isolated": isolated} | figures
+            )
     return [gil.median_round(rows) for rows in found]
 
 

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 
-from benchmarks.comparison.gil import median_round, report, server_processes
+import pytest
+
+from benchmarks.comparison.gil import isolate, median_round, release, report, server_processes
 
 
 def _row(cold: bool, processes: int, ceiling: int, server: int) -> dict[str, object]:
@@ -29,6 +31,35 @@ def test_the_report_judges_the_busiest_and_the_server_process() -> None:
     assert "- ceiling, cold, processes=2, busiest process: 8,000 (target >= 15,000): MISSED" in text
     assert "- ceiling, cold, processes=2, server process: 16,000 (target >= 15,000): met" in text
     assert "processes=0, server process" not in text
+
+
+def test_an_isolated_row_says_so_in_its_line_and_its_verdicts() -> None:
+    text = report([{**_row(False, 2, 12_000, 21_000), "isolated": True}])
+    assert "| warm | benchmark | 2, isolated | 800 |" in text
+    assert (
+        "- ceiling, warm, processes=2, isolated, server process: 21,000 (target >= 20,000): met"
+        in text
+    )
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="isolating needs 2 cores")
+def test_isolating_puts_the_server_on_a_core_of_its_own_and_the_rest_elsewhere() -> None:
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    server, worker = subprocess.Popen(sleep), subprocess.Popen(sleep)
+    mine = os.sched_getaffinity(0)
+    try:
+        cores = isolate([server.pid, worker.pid])
+        first = min(mine)
+        assert cores == mine
+        assert os.sched_getaffinity(server.pid) == {first}
+        assert os.sched_getaffinity(worker.pid) == mine - {first}
+        assert os.sched_getaffinity(0) == mine - {first}
+    finally:
+        release(mine)
+        for child in (server, worker):
+            child.kill()
+            child.wait()
+    assert os.sched_getaffinity(0) == mine
 
 
 def test_only_worker_processes_are_sampled_beside_the_server() -> None:
