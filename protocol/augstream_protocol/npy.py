@@ -8,6 +8,7 @@ is a fixed, simple form, so it is parsed here with a strict grammar instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -66,9 +67,25 @@ def encode_npy(array: Any) -> NpyPayload:
 
 
 def npy_header(array: np.ndarray[Any, Any]) -> bytes:
-    """The version 1.0 ``.npy`` header numpy writes for ``array``."""
+    """The version 1.0 ``.npy`` header numpy writes for ``array``.
+
+    numpy builds it anew each time (~25 µs of Python: a server frames two arrays a batch);
+    it depends only on the dtype, the shape and the memory order, so each is built once."""
+    if array.dtype.fields is not None:  # a record dtype's equality is looser than its descr
+        return _built(np.lib.format.header_data_from_array_1_0(array))
+    fortran = bool(array.flags.f_contiguous and not array.flags.c_contiguous)  # as numpy's
+    return _header(array.dtype, array.shape, fortran)
+
+
+@functools.lru_cache(maxsize=256)
+def _header(dtype: np.dtype[Any], shape: tuple[int, ...], fortran: bool) -> bytes:
+    descr = np.lib.format.dtype_to_descr(dtype)
+    return _built({"descr": descr, "fortran_order": fortran, "shape": shape})
+
+
+def _built(fields: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, np.lib.format.header_data_from_array_1_0(array))
+    np.lib.format.write_array_header_1_0(buffer, fields)
     return buffer.getvalue()
 
 

@@ -47,6 +47,23 @@ def test_headers_numpy_writes_read_back_as_numpy_reads_them(array: np.ndarray[An
     assert header.offset == stream.tell() == len(npy_header(np.ascontiguousarray(array)))
 
 
+@pytest.mark.parametrize(
+    "array",
+    [*ARRAYS, np.zeros((3, 4))[:, ::2], np.zeros(2, [("a", "<i4"), ("b", "<f8")])],
+    ids=lambda a: f"{a.dtype.str}{a.shape}",
+)
+def test_a_header_is_the_one_numpy_writes_also_when_made_before(
+    array: np.ndarray[Any, Any],
+) -> None:
+    # The second header of the same dtype, shape and order comes from the cache.
+    blob = saved(array)
+    stream = io.BytesIO(blob)
+    np.lib.format.read_magic(stream)
+    np.lib.format.read_array_header_1_0(stream)
+    for _ in range(2):
+        assert npy_header(array) == blob[: stream.tell()]
+
+
 def test_version_two_headers_read_where_allowed() -> None:
     blob = saved(np.zeros((2, 3), np.int32), version=(2, 0))
     assert parse_npy_header(blob, versions=(1, 2)).shape == (2, 3)
