@@ -185,19 +185,11 @@ class StreamPlan:
             errors, seconds = make_samples(
                 spec, self.source, epoch, wanted, x, y_mask, range(len(wanted))
             )
-        kept: list[int] = []
         skipped: list[tuple[int, str]] = []
-        for slot, (sample_id, error) in enumerate(zip(wanted, errors, strict=True)):
-            if error is not None:
-                if self.source.on_corrupt == "skip":
-                    skipped.append((sample_id, error))
-                    continue
-                raise SampleError(f"sample {sample_id} {error}")
-            if slot != len(kept):  # close the gap a skipped sample left
-                x[len(kept)] = x[slot]
-                if y_mask is not None:
-                    y_mask[len(kept)] = y_mask[slot]
-            kept.append(sample_id)
+        if errors.count(None) == len(errors):  # every sample made: none to leave out
+            kept = wanted
+        else:
+            kept, skipped = self._leave_out(wanted, errors, x, y_mask)
         if self.metrics is not None:
             self.metrics.observe("augment", seconds)
             if skipped:
@@ -212,6 +204,26 @@ class StreamPlan:
             rng = sampling.batch_rng(seed, epoch, batch, spec.shard.index)
             arrays = mix_batch(rng, arrays, spec)
         return ProducedBatch(epoch, batch, kept, arrays, skipped)
+
+    def _leave_out(
+        self, wanted: list[int], errors: list[str | None], x: Array, y_mask: Array | None
+    ) -> tuple[list[int], list[tuple[int, str]]]:
+        """The samples made and those skipped (by the policy; else ``SampleError``), the
+        made ones moved up over the gaps in ``x`` (and ``y_mask``)."""
+        kept: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        for slot, (sample_id, error) in enumerate(zip(wanted, errors, strict=True)):
+            if error is not None:
+                if self.source.on_corrupt == "skip":
+                    skipped.append((sample_id, error))
+                    continue
+                raise SampleError(f"sample {sample_id} {error}")
+            if slot != len(kept):  # close the gap a skipped sample left
+                x[len(kept)] = x[slot]
+                if y_mask is not None:
+                    y_mask[len(kept)] = y_mask[slot]
+            kept.append(sample_id)
+        return kept, skipped
 
     def encode_batch(self, epoch: int, batch: int) -> EncodedBatch:
         """``produce_batch`` as wire frame parts, ready to write."""

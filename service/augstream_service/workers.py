@@ -21,7 +21,6 @@ import selectors
 import sys
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -98,6 +97,7 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
     from .making import make_samples
     from .pipeline import StreamPlan, make_plan
     from .reader import ImageReader
+    from .runners import Runners
     from .settings import Settings, worker_threads
     from .wiring import catalog_from, limits_from, uploads_from
 
@@ -190,7 +190,7 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
     # One thread: the tasks are made in the loop. More: a task per free thread, several
     # batches' parts at once (the main process has a batch in flight per thread of its own).
     threads = worker_threads(settings)
-    pool = ThreadPoolExecutor(threads, "augstream-worker") if threads > 1 else None
+    pool = Runners(threads, "augstream-worker") if threads > 1 else None
     waiting = selectors.DefaultSelector()
     for conn in conns:
         waiting.register(conn.fileno(), selectors.EVENT_READ, conn)
