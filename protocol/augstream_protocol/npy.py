@@ -69,9 +69,11 @@ def encode_npy(array: Any) -> NpyPayload:
 def npy_header(array: np.ndarray[Any, Any]) -> bytes:
     """The version 1.0 ``.npy`` header numpy writes for ``array``.
 
-    numpy builds it anew each time (~25 µs of Python: a server frames two arrays a batch);
-    it depends only on the dtype, the shape and the memory order, so each is built once."""
-    if array.dtype.fields is not None:  # a record dtype's equality is looser than its descr
+    numpy builds it anew each time (~9 µs of Python here; a server frames two arrays a
+    batch); it depends only on the dtype, the shape and the memory order, so each is built
+    once. Record dtypes (never a batch's) are built each time, so the cache's key (the
+    dtype, by equality) only ever stands for a plain one."""
+    if array.dtype.fields is not None:
         return _built(np.lib.format.header_data_from_array_1_0(array))
     fortran = bool(array.flags.f_contiguous and not array.flags.c_contiguous)  # as numpy's
     return _header(array.dtype, array.shape, fortran)
