@@ -11,13 +11,16 @@ holds nothing, and the woken thread can take the GIL meanwhile.
 
 Threads start as work first needs them (at most ``workers``); the most recently idle one is
 woken first (its caches are warm). A task that raises has its exception on its future, as
-with the pool.
+with the pool. At interpreter exit, as with the pool, idle threads end and busy ones finish
+their task and the queue first: a daemon thread stopped at exit inside OpenCV (which
+releases the GIL) aborts the process ("terminate called without an active exception").
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -38,7 +41,7 @@ class _Runner:
         self.owner = owner
         self.item: _Item | None = first
         self.wake_read, self.wake_write = os.pipe()
-        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=name)
 
     def hand(self, item: _Item | None) -> None:
         """Give the (idle) thread ``item`` and wake it (None: end)."""
@@ -60,13 +63,31 @@ class _Runner:
 
 
 def _run(future: Future[Any], call: Callable[[], Any]) -> None:
-    if future.set_running_or_notify_cancel():
-        try:
-            result = call()
-        except BaseException as exc:  # the caller's to see, as the pool gives it
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = call()
+    except BaseException as exc:  # the caller's to see, as the pool gives it
+        future.set_exception(exc)
+        # Its traceback holds this frame: without this the exception (on the future) would
+        # keep the future and the call's arguments (a batch) in a cycle until a collection.
+        del future, call
+    else:
+        future.set_result(result)
+
+
+#: Every instance not shut down, ended before the interpreter joins its threads at exit.
+_live: weakref.WeakSet[Runners] = weakref.WeakSet()
+
+
+def _at_exit() -> None:
+    for runners in list(_live):
+        runners.shutdown(wait=False)
+
+
+# Called before non-daemon threads are joined (atexit runs after: idle threads would keep
+# the interpreter waiting in os.read); ThreadPoolExecutor ends its threads the same way.
+threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
 
 
 class Runners(Executor):
@@ -82,6 +103,7 @@ class Runners(Executor):
         self._queued: deque[_Item] = deque()
         self._threads: list[threading.Thread] = []
         self._shutdown = False
+        _live.add(self)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` on a thread; ``RuntimeError`` after ``shutdown``."""
@@ -94,8 +116,13 @@ class Runners(Executor):
                 self._idle.pop().hand(item)
             elif len(self._threads) < self.workers:
                 runner = _Runner(self, f"{self.prefix}_{len(self._threads)}", item)
+                try:
+                    runner.thread.start()
+                except BaseException:  # no thread (a resource limit): nothing of it is kept
+                    os.close(runner.wake_read)
+                    os.close(runner.wake_write)
+                    raise
                 self._threads.append(runner.thread)
-                runner.thread.start()
             else:
                 self._queued.append(item)
         return future
@@ -116,6 +143,7 @@ class Runners(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new tasks; end idle threads now and busy ones after their task (and the
         queue, unless ``cancel_futures``). ``wait`` joins them."""
+        _live.discard(self)
         with self._lock:
             self._shutdown = True
             dropped = list(self._queued) if cancel_futures else []

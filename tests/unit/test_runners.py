@@ -4,6 +4,9 @@ order, raise on their futures, end on shutdown; an idle thread keeps nothing of 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -17,9 +20,11 @@ from augstream_service.runners import Runners
 def test_tasks_run_on_named_threads_and_give_their_results() -> None:
     runners = Runners(2, prefix="t")
     try:
-        futures = [
-            runners.submit(lambda n=n: (n * n, threading.current_thread().name)) for n in range(20)
-        ]
+
+        def square(n: int) -> tuple[int, str]:
+            return n * n, threading.current_thread().name
+
+        futures = [runners.submit(square, n) for n in range(20)]
         results = [future.result(timeout=10) for future in futures]
     finally:
         runners.shutdown()
@@ -49,11 +54,12 @@ def test_no_more_than_workers_run_at_once() -> None:
 
 def test_tasks_beyond_the_workers_wait_and_start_in_the_order_they_came() -> None:
     runners = Runners(1)
-    gate, order = threading.Event(), []
+    gate, order = threading.Event(), list[int]()
     blocker = runners.submit(gate.wait)
     futures = [runners.submit(order.append, n) for n in range(10)]
     gate.set()
-    for future in [blocker, *futures]:
+    blocker.result(timeout=10)
+    for future in futures:
         future.result(timeout=10)
     runners.shutdown()
     assert order == list(range(10))
@@ -109,3 +115,71 @@ def test_an_idle_thread_keeps_nothing_of_its_last_task() -> None:
 def test_workers_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         Runners(0)
+
+
+_EXIT_WHILE_IN_OPENCV = """
+import time
+import cv2
+import numpy as np
+from augstream_service.runners import Runners
+
+cv2.setNumThreads(1)
+runners = Runners(2)
+image = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
+
+def blur():
+    for _ in range(3):
+        cv2.GaussianBlur(image, (31, 31), 0)
+    print("done", flush=True)
+
+for _ in range(4):
+    runners.submit(blur)
+time.sleep(0.05)
+runners.shutdown(wait=False, cancel_futures=True)  # as the app's lifespan ends
+"""
+
+
+def test_the_process_exits_cleanly_while_its_tasks_are_inside_opencv() -> None:
+    # Daemon threads stopped at exit inside OpenCV abort the process (SIGABRT, 3 runs of 3).
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WHILE_IN_OPENCV], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("done") >= 2  # the running tasks finished; the queued were cancelled
+
+
+def test_a_thread_that_cannot_start_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    runners = Runners(1)
+    before = len(os.listdir("/proc/self/fd"))
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            runners.submit(lambda: 1)
+    assert len(os.listdir("/proc/self/fd")) == before  # its pipe closed
+    assert runners.submit(lambda: 2).result(timeout=10) == 2  # the slot is free again
+    runners.shutdown(wait=True)
+
+
+def test_a_failed_task_s_arguments_go_with_its_future_without_a_collection() -> None:
+    class Batch:
+        pass
+
+    def fail(batch: Batch) -> None:
+        raise ValueError("bad batch")
+
+    runners = Runners(1)
+    gc.disable()
+    try:
+        batch = Batch()
+        gone = weakref.ref(batch)
+        future = runners.submit(fail, batch)
+        assert isinstance(future.exception(timeout=10), ValueError)
+        time.sleep(0.05)  # the thread back waiting
+        del future, batch
+        assert gone() is None  # no cycle through the traceback keeps it
+    finally:
+        gc.enable()
+        runners.shutdown()
