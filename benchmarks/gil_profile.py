@@ -14,6 +14,7 @@ dropped so that each thread's tree starts at the work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -94,15 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         root = ensure_dataset(Path(tmp) / "imagenet-like", args.images)
         with serve(root, args.threads, gil.server_env(args.processes, args.cold)) as server:
             stream = served(server.url, **(gil.PHOTOMETRIC if args.photometric else {}))
-            cores = gil.isolate(gil.server_processes(server.pid)) if args.isolated else None
-            try:
+            pids = gil.server_processes(server.pid)
+            with gil.isolation(pids, args.isolated), contextlib.closing(stream):
                 interval = gil.ready(stream, root, args.cold, args.pace)
                 spies = gil.held([server.pid], args.seconds, Path(tmp), args.rate, threads=True)
                 rate, _ = gil.paced(stream, interval, spies)
-            finally:
-                stream.close()
-                if cores is not None:
-                    gil.release(cores)
         raw = Path(tmp) / f"{server.pid}.txt"
         lines = raw.read_text().splitlines() if raw.exists() else []
     us_per_sample = 1e6 / (args.rate * args.seconds * rate)

@@ -52,6 +52,7 @@ __all__ = [
     "cpu_seconds",
     "held",
     "isolate",
+    "isolation",
     "measure",
     "median_round",
     "paced",
@@ -165,6 +166,17 @@ def release(cores: set[int]) -> None:
     _pin(os.getpid(), cores)
 
 
+@contextlib.contextmanager
+def isolation(pids: list[int], on: bool) -> Iterator[None]:
+    """``isolate(pids)`` while in the block if ``on``, this process's cores given back after."""
+    cores = isolate(pids) if on else None
+    try:
+        yield
+    finally:
+        if cores is not None:
+            release(cores)
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds ``pid`` has used so far, all its threads (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -235,17 +247,12 @@ def measure(
     ):
         stream = served(server.url, **(fields or {}))
         pids = server_processes(server.pid)
-        cores = isolate(pids) if isolated else None
-        try:
+        with isolation(pids, isolated), contextlib.closing(stream):
             interval = ready(stream, root, cold, pace)
             spies = held(pids, seconds, Path(tmp))
             cpu = {pid: cpu_seconds(pid) for pid in pids}
             rate, elapsed = paced(stream, interval, spies)
             used = {pid: cpu_seconds(pid) - cpu[pid] for pid in pids}
-        finally:
-            stream.close()
-            if cores is not None:
-                release(cores)
         names = {pid: "server" if n == 0 else f"worker {n}" for n, pid in enumerate(pids)}
         gil = {names[pid]: _share(Path(tmp) / f"{pid}.txt", seconds) for pid in pids}
         cpus = {names[pid]: used[pid] / elapsed for pid in pids}
