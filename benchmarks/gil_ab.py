@@ -3,7 +3,7 @@ turns: what a change to the server's per-image work did, measured side by side (
 varies by a quarter on a shared machine, so rounds alternate and medians are compared).
 
     .venv/bin/python -m benchmarks.gil_ab REV [--cold] [--processes 2] [--rounds 4]
-        [--pace 0.8] [--photometric] [--isolated] [--images 1000]
+        [--pace 0.8] [--photometric] [--isolated] [--awake] [--images 1000]
 
 ``REV`` is checked out into a temporary git worktree; each round serves the benchmark's work
 (``bench --compare``'s, or its photometric variant) from REV's code and then from this
@@ -36,7 +36,8 @@ def _measure(code: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]
     fields = gil.PHOTOMETRIC if args.photometric else None
     return gil.measure(
         root, cold=args.cold, processes=args.processes, threads=args.threads,
-        fields=fields, seconds=args.seconds, pace=args.pace, isolated=args.isolated,
+        fields=fields, seconds=args.seconds, pace=args.pace,
+        isolated=args.isolated or args.awake, awake=args.awake,
     )  # fmt: skip
 
 

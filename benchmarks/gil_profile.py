@@ -2,7 +2,8 @@
 stacks as a tree of microseconds per image, by thread, each frame's subtree summed.
 
     .venv/bin/python -m benchmarks.gil_profile [--cold] [--processes 2] [--pace 0.6]
-        [--seconds 16] [--rate 400] [--least 1.0] [--photometric] [--isolated] [--images 1000]
+        [--seconds 16] [--rate 400] [--least 1.0] [--photometric] [--isolated] [--awake]
+        [--images 1000]
 
 (h) says how long the server process holds the GIL per image; this says what for, so a
 change to the per-batch path can be aimed (``benchmarks.gil_ab`` then measures it). A frame
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         with serve(root, args.threads, gil.server_env(args.processes, args.cold)) as server:
             stream = served(server.url, **(gil.PHOTOMETRIC if args.photometric else {}))
             pids = gil.server_processes(server.pid)
-            with gil.isolation(pids, args.isolated), contextlib.closing(stream):
+            isolated = args.isolated or args.awake
+            with gil.isolation(pids, isolated, args.awake), contextlib.closing(stream):
                 interval = gil.ready(stream, root, args.cold, args.pace)
                 spies = gil.held([server.pid], args.seconds, Path(tmp), args.rate, threads=True)
                 rate, _ = gil.paced(stream, interval, spies)

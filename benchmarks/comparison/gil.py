@@ -22,6 +22,16 @@ its own, its workers and the client on the others (CPU affinity, Linux). On a bo
 cores to spare the workers do not run on the server's cores; on this 2-core one they
 otherwise preempt its GIL holders, which py-spy then charges as held. Its three threads
 still share one core there, so the figure is not flattering.
+
+Isolated, its core can also be kept ``awake``: a process that spins at ``SCHED_IDLE`` on it
+(it runs only when no thread of the server wants the core, as the kernel's ``idle=poll``
+would), so that the core does not halt between the server's bursts. A virtual machine's
+core that halts is handed back to the host, and the first Python run after it wakes takes
+several times as long as the same code back to back (``wake_penalty`` measures it on the
+machine at hand): the lightly loaded server of a one-stream benchmark pays that on every
+burst, a server near its ceiling, busy all the time, does not. The ceiling is a figure for a
+server at its ceiling, so the awake rows are the ones that extrapolate to it; the others
+stay beside them.
 """
 
 from __future__ import annotations
@@ -29,8 +39,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,14 +65,17 @@ __all__ = [
     "held",
     "isolate",
     "isolation",
+    "keep_awake",
     "measure",
     "median_round",
     "paced",
+    "placement",
     "ready",
     "release",
     "report",
     "server_env",
     "server_processes",
+    "wake_penalty",
 ]
 
 #: Samples per second per process.
@@ -99,6 +114,9 @@ def add_arguments(
     parser.add_argument("--photometric", action="store_true", help="the photometric work")
     parser.add_argument(
         "--isolated", action="store_true", help="the server process on a core of its own"
+    )
+    parser.add_argument(
+        "--awake", action="store_true", help="isolated, its core kept awake (keep_awake)"
     )
     parser.add_argument("--images", type=int, default=1000, help="JPEGs to generate (1000)")
 
@@ -166,15 +184,73 @@ def release(cores: set[int]) -> None:
     _pin(os.getpid(), cores)
 
 
+def keep_awake(core: int) -> subprocess.Popen[bytes]:
+    """A process spinning on ``core`` at ``SCHED_IDLE`` (to be killed after): any other
+    thread that wants the core preempts it at once, and the core never halts. Placed and
+    lowered from here before it is returned, so no caller sees it anywhere else."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    os.sched_setscheduler(spinner.pid, os.SCHED_IDLE, os.sched_param(0))
+    os.sched_setaffinity(spinner.pid, {core})
+    return spinner
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+
+
 @contextlib.contextmanager
-def isolation(pids: list[int], on: bool) -> Iterator[None]:
-    """``isolate(pids)`` while in the block if ``on``, this process's cores given back after."""
+def isolation(pids: list[int], on: bool, awake: bool = False) -> Iterator[None]:
+    """``isolate(pids)`` while in the block if ``on``, the server's core kept awake
+    (``keep_awake``) if ``awake`` too; this process's cores given back after."""
     cores = isolate(pids) if on else None
+    spinner = keep_awake(min(cores)) if cores is not None and awake else None
     try:
         yield
     finally:
+        if spinner is not None:
+            _stop(spinner)
         if cores is not None:
             release(cores)
+
+
+#: A frame header's JSON, the kind of small Python step the server takes per batch.
+_STEP = {"epoch": 1, "batch": 2, "ids": list(range(32)), "arrays": [{"name": "x", "n": 1 << 22}]}
+
+
+def _step_us(pause: float) -> float:
+    """The median µs of ``_STEP`` run once after each ``pause`` seconds of sleep (none: back
+    to back, after a warm-up run)."""
+    found = []
+    for _ in range(60):
+        if pause:
+            time.sleep(pause)
+        else:
+            json.dumps(_STEP)
+        started = time.perf_counter()
+        json.dumps(_STEP)
+        found.append(time.perf_counter() - started)
+    return statistics.median(found) * 1e6
+
+
+def wake_penalty(pause: float = 0.003) -> dict[str, float]:
+    """What a core that halts charges the first Python after it wakes, on this machine: µs
+    of one small step back to back, right after a ``pause`` s sleep, and right after the
+    same sleep on a core kept awake (this process on one core meanwhile)."""
+    cores = os.sched_getaffinity(0)
+    core = min(cores)
+    os.sched_setaffinity(0, {core})
+    try:
+        found = {"back to back": _step_us(0), "after a sleep": _step_us(pause)}
+        spinner = keep_awake(core)
+        try:
+            time.sleep(0.2)  # started and spinning
+            found["after a sleep, core kept awake"] = _step_us(pause)
+        finally:
+            _stop(spinner)
+    finally:
+        os.sched_setaffinity(0, cores)
+    return {name: round(us, 1) for name, us in found.items()}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -236,18 +312,20 @@ def measure(
     seconds: float = 6.0,
     pace: float = 1.0,
     isolated: bool = False,
+    awake: bool = False,
 ) -> dict[str, Any]:
     """Serve ``root`` (the benchmark's work, plus ``fields``) to one stream and sample every
     server process's GIL for ``seconds``: images/s, each process's share and microseconds of
     GIL per image, the busiest, and the ceiling they imply. ``isolated``: the server process
-    on a core of its own (``isolate``) from the warm-up on."""
+    on a core of its own (``isolate``) from the warm-up on; ``awake``: that core kept awake
+    (``keep_awake``)."""
     with (
         serve(root, threads, server_env(processes, cold)) as server,
         tempfile.TemporaryDirectory() as tmp,
     ):
         stream = served(server.url, **(fields or {}))
         pids = server_processes(server.pid)
-        with isolation(pids, isolated), contextlib.closing(stream):
+        with isolation(pids, isolated, awake), contextlib.closing(stream):
             interval = ready(stream, root, cold, pace)
             spies = held(pids, seconds, Path(tmp))
             cpu = {pid: cpu_seconds(pid) for pid in pids}
@@ -289,8 +367,16 @@ def _each(row: dict[str, Any], key: str) -> str:
     return f" ({', '.join(f'{c:,}' for c in found)})" if len(found) > 1 else ""
 
 
-def report(found: list[dict[str, Any]]) -> str:
-    """(h) as a Markdown table, and the benchmark's work against the targets."""
+def placement(row: dict[str, Any]) -> str:
+    """``, isolated`` or ``, isolated, awake`` for a row measured so; else nothing."""
+    if not row.get("isolated"):
+        return ""
+    return ", isolated, awake" if row.get("awake") else ", isolated"
+
+
+def report(found: list[dict[str, Any]], penalty: dict[str, float] | None = None) -> str:
+    """(h) as a Markdown table, and the benchmark's work against the targets; ``penalty``
+    (``wake_penalty``'s figures) said below it."""
     lines = [
         "| (h) GIL | work | processes | images/s | us per image, each process: GIL held "
         "(py-spy) / CPU | busiest | ceiling, images/s (each round) | the server process's |",
@@ -301,7 +387,7 @@ def report(found: list[dict[str, Any]]) -> str:
             f"{name} {us:.0f} / {row['cpu_us_per_image'][name]:.0f}"
             for name, us in row["gil_us_per_image"].items()
         )
-        processes = f"{row['processes']}{', isolated' if row.get('isolated') else ''}"
+        processes = f"{row['processes']}{placement(row)}"
         lines.append(
             f"| {'cold' if row['cold'] else 'warm'} | {row['work']} | {processes} "
             f"| {row['images_per_s']:.0f} | {each} | {row['busiest']} "
@@ -313,9 +399,18 @@ def report(found: list[dict[str, Any]]) -> str:
         "A worker's hold per image falls as workers are added (each makes 1/processes of "
         "the images); the server process's does not: on a box with more workers its ceiling "
         "is the one that stays. Isolated: the server process on a core of its own, its "
-        "workers and the client on the others, as on a box with cores to spare.",
+        "workers and the client on the others, as on a box with cores to spare; awake: that "
+        "core kept from halting between the server's bursts, as a server near its ceiling "
+        "keeps it.",
         "",
     ]
+    if penalty:
+        lines += [
+            "One small Python step (a frame header's JSON) on this machine: "
+            + ", ".join(f"{name} {us:.1f} µs" for name, us in penalty.items())
+            + ".",
+            "",
+        ]
     for row in found:
         if row["work"] != "benchmark":
             continue
@@ -323,7 +418,7 @@ def report(found: list[dict[str, Any]]) -> str:
         ceilings = [("busiest process", row["ceiling_images_per_s"])]
         if row["processes"]:
             ceilings.append(("server process", row["server_ceiling_images_per_s"]))
-        isolated = ", isolated" if row.get("isolated") else ""
+        isolated = placement(row)
         for what, ceiling in ceilings:
             met = "met" if ceiling >= target else "MISSED"
             lines.append(

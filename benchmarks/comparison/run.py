@@ -81,7 +81,14 @@ def run(
         **summarize(figures, transports),
         "server_ms_per_image": profile,
         "gil": _gil(root, threads, gil_seconds, pace, rounds) if "h" in only else [],
+        "gil_wake_penalty": _wake_penalty() if "h" in only else {},
     }
+
+
+def _wake_penalty() -> dict[str, float]:
+    from . import gil
+
+    return gil.wake_penalty() if len(os.sched_getaffinity(0)) >= 2 else {}
 
 
 def _gil(
@@ -89,27 +96,35 @@ def _gil(
 ) -> list[dict[str, Any]]:
     """(h) every configuration: the benchmark's work and a photometric one, cold and warm,
     threads alone and one worker process per core, and the benchmark's with the server
-    process isolated on a core of its own (given 2 cores); ``rounds`` times in turn, each
-    configuration's median round kept (one window's ceiling varies by a quarter here)."""
+    process isolated on a core of its own (given 2 cores), that core also kept awake
+    (``gil.keep_awake``); ``rounds`` times in turn, each configuration's median round kept
+    (one window's ceiling varies by a quarter here)."""
     from . import gil
 
     if not gil.available():
         print("(h) skipped: py-spy is not installed", file=sys.stderr)
         return []
     cores = len(os.sched_getaffinity(0))
+    # (work, its fields, cold, processes, isolated, awake)
     configs = [
-        (work, fields, cold, processes, False)
+        (work, fields, cold, processes, False, False)
         for work, fields in (("benchmark", {}), ("photometric", gil.PHOTOMETRIC))
         for cold in (True, False)
         for processes in (0, cores)
     ]
     if cores >= 2:
-        configs += [("benchmark", {}, cold, cores, True) for cold in (True, False)]
+        configs += [
+            ("benchmark", {}, cold, cores, True, awake)
+            for awake in (False, True)
+            for cold in (True, False)
+        ]
     found: list[list[dict[str, Any]]] = [[] for _ in configs]
     for number in range(1, rounds + 1):
-        for rows, (work, fields, cold, processes, isolated) in zip(found, configs, strict=True):
+        for rows, config in zip(found, configs, strict=True):
+            work, fields, cold, processes, isolated, awake = config
+            placed = {"isolated": isolated, "awake": awake}
             label = f"{work}, {'cold' if cold else 'warm'}, processes={processes}"
-            label += f"{', isolated' if isolated else ''}, round {number}/{rounds}"
+            label += f"{gil.placement(placed)}, round {number}/{rounds}"
             print(f"(h) GIL held, {label} ...", file=sys.stderr, flush=True)
             figures = gil.measure(
                 root,
@@ -120,10 +135,9 @@ def _gil(
                 seconds=seconds,
                 pace=pace,
                 isolated=isolated,
+                awake=awake,
             )
-            rows.append(
-                {"work": work, "cold": cold, "processes": processes, "isolated": isolated} | figures
-            )
+            rows.append({"work": work, "cold": cold, "processes": processes, **placed} | figures)
     return [gil.median_round(rows) for rows in found]
 
 
@@ -261,7 +275,7 @@ def report(result: dict[str, Any]) -> str:
     if result.get("gil"):
         from .gil import report as gil_report
 
-        lines += ["", gil_report(result["gil"])]
+        lines += ["", gil_report(result["gil"], result.get("gil_wake_penalty"))]
     return "\n".join(lines)
 
 

@@ -8,10 +8,20 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from benchmarks.comparison.gil import isolate, median_round, release, report, server_processes
+from benchmarks.comparison.gil import (
+    isolate,
+    isolation,
+    keep_awake,
+    median_round,
+    release,
+    report,
+    server_processes,
+    wake_penalty,
+)
 
 
 def _row(cold: bool, processes: int, ceiling: int, server: int) -> dict[str, object]:
@@ -40,6 +50,68 @@ def test_an_isolated_row_says_so_in_its_line_and_its_verdicts() -> None:
         "- ceiling, warm, processes=2, isolated, server process: 21,000 (target >= 20,000): met"
         in text
     )
+
+
+def test_an_awake_row_says_so_and_the_wake_penalty_is_said_below() -> None:
+    row = {**_row(True, 2, 12_000, 16_000), "isolated": True, "awake": True}
+    penalty = {"back to back": 12.0, "after a sleep": 50.0}
+    text = report([row, {**row, "awake": False}], penalty)
+    assert "| cold | benchmark | 2, isolated, awake | 800 |" in text
+    assert "| cold | benchmark | 2, isolated | 800 |" in text
+    assert (
+        "- ceiling, cold, processes=2, isolated, awake, server process: 16,000 "
+        "(target >= 15,000): met" in text
+    )
+    assert ": back to back 12.0 µs, after a sleep 50.0 µs." in text
+
+
+def _policy(pid: int) -> int:
+    # /proc/PID/stat's 41st field (the 39th after the command's closing parenthesis).
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[38])
+
+
+def test_a_core_is_kept_awake_by_a_loop_that_yields_it_to_anyone() -> None:
+    core = min(os.sched_getaffinity(0))
+    spinner = keep_awake(core)
+    try:
+        assert _policy(spinner.pid) == os.SCHED_IDLE
+        assert os.sched_getaffinity(spinner.pid) == {core}
+        assert spinner.poll() is None  # spinning
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_the_wake_penalty_measures_each_case_and_gives_the_cores_back() -> None:
+    mine = os.sched_getaffinity(0)
+    found = wake_penalty(pause=0.001)
+    assert list(found) == ["back to back", "after a sleep", "after a sleep, core kept awake"]
+    assert all(us > 0 for us in found.values())
+    assert os.sched_getaffinity(0) == mine
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="isolating needs 2 cores")
+def test_isolation_keeps_the_server_core_awake_only_inside_the_block() -> None:
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    server = subprocess.Popen(sleep)
+    mine = os.sched_getaffinity(0)
+    before = set(server_processes(os.getpid()))
+    try:
+        with isolation([server.pid], True, awake=True):
+            spinning = [pid for pid in _children() if pid != server.pid and pid not in before]
+            assert any(os.sched_getaffinity(pid) == {min(mine)} for pid in spinning)
+        assert not [pid for pid in _children() if pid in spinning]
+    finally:
+        server.kill()
+        server.wait()
+    assert os.sched_getaffinity(0) == mine
+
+
+def _children() -> list[int]:
+    found: list[int] = []
+    for path in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        found += [int(n) for n in path.read_text().split()]
+    return found
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="isolating needs 2 cores")
