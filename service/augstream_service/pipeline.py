@@ -57,6 +57,9 @@ class ProducedBatch:
     sample_ids: list[int]
     arrays: dict[str, np.ndarray[Any, Any]]
     skipped: list[tuple[int, str]]
+    #: The CRC-32 of each row of some of ``arrays`` (``x``'s, as the worker processes made
+    #: them), for the frame's CRC (``wire.encode_batch``); none where not known.
+    row_crcs: dict[str, list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,11 @@ class EncodedBatch:
 
 Array = np.ndarray[Any, Any]
 #: Makes a batch's samples elsewhere: ``(plan, epoch, ids, dtype of x) -> (x, masks, each
-#: sample's error, seconds augmenting)``, as ``making.make_samples`` does in this thread.
+#: sample's error, seconds augmenting, each image's CRC-32 or None)``, as
+#: ``making.make_samples`` does in this thread.
 Maker = Callable[
-    ["StreamPlan", int, list[int], str], tuple[Array, Array | None, list[str | None], float]
+    ["StreamPlan", int, list[int], str],
+    tuple[Array, Array | None, list[str | None], float, list[int | None] | None],
 ]
 
 
@@ -177,8 +182,9 @@ class StreamPlan:
         # apply() writes the uint8 pixels into a uint8 buffer and stops there.
         dtype = "uint8" if compact else spec.output_dtype
         wanted = ids.tolist()
+        crcs: list[int | None] | None = None
         if self.maker is not None:  # worker processes (``processes``)
-            x, y_mask, errors, seconds = self.maker(self, epoch, wanted, dtype)
+            x, y_mask, errors, seconds, crcs = self.maker(self, epoch, wanted, dtype)
         else:
             x = allocate_images(len(ids), spec, dtype)
             y_mask = allocate_masks(len(ids), spec) if spec.class_mode == "mask" else None
@@ -190,6 +196,7 @@ class StreamPlan:
             kept = wanted
         else:
             kept, skipped = self._leave_out(wanted, errors, x, y_mask)
+            crcs = None  # rows moved up over the gaps (seldom: not worth following)
         if self.metrics is not None:
             self.metrics.observe("augment", seconds)
             if skipped:
@@ -203,7 +210,11 @@ class StreamPlan:
         if spec.mixup_alpha or spec.cutmix_alpha:
             rng = sampling.batch_rng(seed, epoch, batch, spec.shard.index)
             arrays = mix_batch(rng, arrays, spec)
-        return ProducedBatch(epoch, batch, kept, arrays, skipped)
+        # The workers' CRCs hold while x is the bytes they wrote: not once it was changed here.
+        changed = self.featurewise is not None or spec.mixup_alpha or spec.cutmix_alpha
+        known = [crc for crc in crcs if crc is not None] if crcs and not changed else []
+        rows = {"x": known} if known and len(known) == len(kept) else None
+        return ProducedBatch(epoch, batch, kept, arrays, skipped, rows)
 
     def _leave_out(
         self, wanted: list[int], errors: list[str | None], x: Array, y_mask: Array | None
@@ -233,7 +244,12 @@ class StreamPlan:
         """A produced batch as wire frame parts (referencing its arrays), ready to write."""
         started = time.perf_counter()
         parts = encode_batch(
-            produced.epoch, produced.batch, produced.sample_ids, produced.arrays, produced.skipped
+            produced.epoch,
+            produced.batch,
+            produced.sample_ids,
+            produced.arrays,
+            produced.skipped,
+            produced.row_crcs,
         )
         if self.metrics is not None:
             self.metrics.observe("encode", time.perf_counter() - started)

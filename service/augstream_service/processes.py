@@ -46,6 +46,9 @@ __all__ = ["PoolClosedError", "ProcessPool", "WorkerLostError"]
 log = logging.getLogger("augstream.processes")
 
 Array = np.ndarray[Any, Any]
+#: A batch's samples as made: images, masks, each sample's error, seconds augmenting, and
+#: each image's CRC-32 (None: not computed).
+Made = tuple[Array, Array | None, list[str | None], float, list[int | None] | None]
 
 #: Longest wait for a worker's part of a batch before the main process makes it itself.
 _TASK_TIMEOUT_S = 300.0
@@ -146,8 +149,8 @@ class _Worker:
             self._free.put(channel)
         if reply[0] == "done":
             with self._lock:
-                if reply[5] > self._reported:
-                    self._reported, self.figures = reply[5], reply[6]
+                if reply[6] > self._reported:
+                    self._reported, self.figures = reply[6], reply[7]
         return reply
 
     def release(self, channel: _Channel) -> None:
@@ -218,12 +221,11 @@ class ProcessPool:
                 self.restarts += 1
             return worker
 
-    def make(
-        self, plan: StreamPlan, epoch: int, ids: list[int], dtype: str
-    ) -> tuple[Array, Array | None, list[str | None], float]:
+    def make(self, plan: StreamPlan, epoch: int, ids: list[int], dtype: str) -> Made:
         """A batch's samples made by the workers that own them (a ``StreamPlan.maker``): its
         images (and masks) in a shared-memory block, which returns to the pool when the last
-        array viewing it is gone (after the batch is sent, or dropped from a cache)."""
+        array viewing it is gone (after the batch is sent, or dropped from a cache), and
+        each image's CRC-32 as its worker computed it (None when made here)."""
         spec = plan.spec
         height, width = spec.target_size
         x_shape = (len(ids), height, width, spec.channels)
@@ -239,17 +241,18 @@ class ProcessPool:
         x = base[:x_bytes].view(dtype).reshape(x_shape)
         masks = None if mask_shape is None else base[x_bytes:].reshape(mask_shape)
         try:
-            errors, seconds = self._dispatch(plan, epoch, ids, block.name, x, mask_shape)
+            errors, seconds, crcs = self._dispatch(plan, epoch, ids, block.name, x, mask_shape)
         except WorkerLostError as exc:
             if self._closed:  # stopped under it: the stream that wanted it is gone
                 raise PoolClosedError("the server is stopping") from exc
             log.warning("%s: the batch is made in the server process", exc)
             errors, seconds = make_samples(spec, plan.source, epoch, ids, x, masks, range(len(ids)))
-        return x, masks, errors, seconds
+            crcs = None
+        return x, masks, errors, seconds, crcs
 
     def _here(
         self, plan: StreamPlan, epoch: int, ids: list[int], dtype: str, why: Exception
-    ) -> tuple[Array, Array | None, list[str | None], float]:
+    ) -> Made:
         """The batch made in this process, in ordinary memory (shared memory is full)."""
         if not self._told_full:
             self._told_full = True
@@ -263,7 +266,7 @@ class ProcessPool:
         x = allocate_images(len(ids), spec, dtype)
         masks = allocate_masks(len(ids), spec) if spec.class_mode == "mask" else None
         errors, seconds = make_samples(spec, plan.source, epoch, ids, x, masks, range(len(ids)))
-        return x, masks, errors, seconds
+        return x, masks, errors, seconds, None
 
     def _dispatch(
         self,
@@ -273,7 +276,7 @@ class ProcessPool:
         block: str,
         x: Array,
         mask_shape: tuple[int, ...] | None,
-    ) -> tuple[list[str | None], float]:
+    ) -> tuple[list[str | None], float, list[int | None]]:
         owned: dict[int, list[int]] = defaultdict(list)
         for slot, sample_id in enumerate(ids):
             owned[sample_id % self.count].append(slot)
@@ -281,6 +284,7 @@ class ProcessPool:
         # Every part is sent before any reply is read: the workers make them at once.
         sent: list[tuple[list[int], _Worker, _Channel, int]] = []
         errors: list[str | None] = [None] * len(ids)
+        crcs: list[int | None] = [None] * len(ids)
         seconds = 0.0
         tallies = []
         read = 0
@@ -298,8 +302,8 @@ class ProcessPool:
                 reply = worker.reply(channel, ident, _TASK_TIMEOUT_S)
                 if reply[0] != "done":
                     raise WorkerLostError(f"a worker process failed: {reply[2]}")
-                for slot, error in zip(slots, reply[2], strict=True):
-                    errors[slot] = error
+                for slot, error, crc in zip(slots, reply[2], reply[5], strict=True):
+                    errors[slot], crcs[slot] = error, crc
                 seconds += reply[3]
                 tallies.append(reply[4])
         finally:
@@ -308,7 +312,7 @@ class ProcessPool:
             for _, worker, channel, _ in sent[read:]:
                 worker.release(channel)
         self._count(tallies)
-        return errors, seconds
+        return errors, seconds, crcs
 
     def _count(self, tallies: list[dict[str, Any]]) -> None:
         """The workers' stage timings, as one observation per stage for the batch (the

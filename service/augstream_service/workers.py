@@ -93,6 +93,7 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
     import cv2
 
     from augstream_protocol.spec import StreamSpec
+    from augstream_protocol.wire import ROW_CRCS, crc32
 
     from .making import make_samples
     from .pipeline import StreamPlan, make_plan
@@ -172,7 +173,13 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
             if masks is not None:
                 mask_view = np.ndarray(masks, dtype=np.uint8, buffer=buffer, offset=x.nbytes)
             errors, seconds = make_samples(plan.spec, plan.source, epoch, ids, x, mask_view, slots)
-            reply: tuple[Any, ...] = ("done", ident, errors, seconds, tally.taken())
+            # Each sample's CRC-32 while its bytes are in this core's cache: the server
+            # combines them into the frame's instead of reading the whole batch again.
+            crcs = [
+                crc32(x[slot]) if error is None and ROW_CRCS else None
+                for slot, error in zip(slots, errors, strict=True)
+            ]
+            reply: tuple[Any, ...] = ("done", ident, errors, seconds, tally.taken(), crcs)
         except Exception as exc:  # reported to the main process, which makes it itself
             log.exception("worker %d could not make task %d", index, ident)
             reply = ("failed", ident, f"{type(exc).__name__}: {exc}")

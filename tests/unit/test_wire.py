@@ -13,10 +13,12 @@ import pytest
 
 from augstream._exceptions import ProtocolError, TruncatedError
 from augstream_protocol.wire import (
+    ROW_CRCS,
     BatchFrame,
     Frame,
     FrameDecoder,
     FrameKind,
+    crc32,
     decode_batch,
     encode_batch,
     encode_json_frame,
@@ -245,6 +247,50 @@ def test_close_raises_exactly_when_the_cut_is_not_on_a_frame_boundary() -> None:
         else:
             with pytest.raises(TruncatedError):
                 decoder.close()
+
+
+# --- the CRC of rows checksummed by whoever wrote them ----------------------------------
+
+
+def _rows(array: np.ndarray[Any, Any]) -> list[int]:
+    return [crc32(np.ascontiguousarray(row)) for row in array]
+
+
+@pytest.mark.skipif(not ROW_CRCS, reason="needs zlib-ng's crc32_combine")
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.random.default_rng(3).integers(0, 256, (7, 9, 5, 3), dtype=np.uint8),
+        np.random.default_rng(4).random((3, 4, 2, 1), dtype=np.float32),
+        np.random.default_rng(5).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8),
+        np.zeros((4, 0, 3, 3), dtype=np.uint8),  # rows of no bytes
+    ],
+    ids=["uint8", "float32", "one-large-row", "empty-rows"],
+)
+def test_a_frame_from_its_rows_crcs_is_the_frame_read_whole(x: np.ndarray[Any, Any]) -> None:
+    arrays = {"x": x, "y": np.arange(len(x), dtype=np.int64)}
+    ids = list(range(len(x)))
+    whole = encode_batch(3, 1, ids, arrays, [(9, "bad")])
+    combined = encode_batch(3, 1, ids, arrays, [(9, "bad")], row_crcs={"x": _rows(x)})
+    assert [bytes(part) for part in combined] == [bytes(part) for part in whole]
+
+
+@pytest.mark.skipif(not ROW_CRCS, reason="needs zlib-ng's crc32_combine")
+def test_rows_crcs_are_taken_as_given_so_a_wrong_one_fails_at_the_receiver() -> None:
+    x = np.random.default_rng(6).integers(0, 256, (4, 6, 6, 3), dtype=np.uint8)
+    wrong = _rows(x)
+    wrong[2] ^= 1
+    data = b"".join(encode_batch(0, 0, [0, 1, 2, 3], {"x": x}, row_crcs={"x": wrong}))
+    with pytest.raises(ProtocolError, match="CRC"):
+        FrameDecoder().feed(data)
+
+
+def test_rows_crcs_that_do_not_match_the_rows_are_ignored() -> None:
+    x = np.random.default_rng(7).integers(0, 256, (4, 6, 6, 3), dtype=np.uint8)
+    whole = b"".join(encode_batch(0, 0, [0, 1, 2, 3], {"x": x}))
+    # Three CRCs for four rows, and CRCs of an array the batch does not have.
+    given = {"x": _rows(x)[:3], "z": [1, 2]}
+    assert b"".join(encode_batch(0, 0, [0, 1, 2, 3], {"x": x}, row_crcs=given)) == whole
 
 
 # --- damaged and hostile input -----------------------------------------------------------
