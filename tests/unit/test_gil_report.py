@@ -95,7 +95,8 @@ def test_isolation_keeps_the_server_core_awake_only_inside_the_block() -> None:
     sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
     server = subprocess.Popen(sleep)
     mine = os.sched_getaffinity(0)
-    before = set(server_processes(os.getpid()))
+    # Every child alive before (a session's servers too), not only worker processes.
+    before = set(_children())
     try:
         with isolation([server.pid], True, awake=True):
             spinning = [pid for pid in _children() if pid != server.pid and pid not in before]
