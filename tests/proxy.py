@@ -66,7 +66,12 @@ class CuttingProxy:
             upstream = socket.socket()
             if rate is not None:
                 upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
-            upstream.connect(target)
+            try:
+                upstream.connect(target)
+            except OSError:  # its server is down: the client sees its connection end, as
+                upstream.close()  # it would the server's, and the proxy keeps accepting
+                client.close()
+                continue
             forward = (client, upstream, None, None, (None, None), None)
             backward = (upstream, client, budget, self._drop_from, faults, rate)
             threading.Thread(target=self._pipe, args=forward, daemon=True).start()
