@@ -14,6 +14,8 @@ woken first (its caches are warm). A task that raises has its exception on its f
 with the pool. At interpreter exit, as with the pool, idle threads end and busy ones finish
 their task and the queue first: a daemon thread stopped at exit inside OpenCV (which
 releases the GIL) aborts the process ("terminate called without an active exception").
+An idle thread holds no reference to its ``Runners``, so one dropped without ``shutdown``
+is collected and its idle threads end (busy ones hold it until the queue is done).
 """
 
 from __future__ import annotations
@@ -38,14 +40,16 @@ class _Runner:
     """One thread, the pipe it waits on, and the task handed to it."""
 
     def __init__(self, owner: Runners, name: str, first: _Item) -> None:
-        self.owner = owner
+        #: Its ``Runners`` while it has work; None while idle, so that an idle thread does
+        #: not keep one that nothing else holds (then ``_end_idle`` ends it).
+        self.owner: Runners | None = owner
         self.item: _Item | None = first
         self.wake_read, self.wake_write = os.pipe()
         self.thread = threading.Thread(target=self._loop, name=name)
 
-    def hand(self, item: _Item | None) -> None:
-        """Give the (idle) thread ``item`` and wake it (None: end)."""
-        self.item = item
+    def hand(self, item: _Item | None, owner: Runners | None = None) -> None:
+        """Give the (idle) thread ``item`` of ``owner`` and wake it (None: end)."""
+        self.item, self.owner = item, owner
         os.write(self.wake_write, b"\0")
 
     def _loop(self) -> None:
@@ -54,8 +58,10 @@ class _Runner:
                 item, self.item = self.item, None
                 _run(*item)
                 del item  # an idle thread keeps nothing of its last task (a batch)
-                if self.owner._next(self):
+                owner, self.owner = self.owner, None
+                if owner is not None and owner._next(self):
                     continue
+                del owner  # ``_next`` made it idle: it keeps nothing of its Runners either
                 os.read(self.wake_read, 1)  # idle: the GIL is free while it waits
         finally:
             os.close(self.wake_read)
@@ -90,6 +96,15 @@ def _at_exit() -> None:
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
 
 
+def _end_idle(lock: threading.Lock, idle: list[_Runner]) -> None:
+    """A ``Runners`` collected without ``shutdown``: its idle threads end (it holds none busy:
+    a busy thread holds its ``Runners``)."""
+    with lock:
+        for runner in idle:
+            runner.hand(None)
+        idle.clear()
+
+
 class Runners(Executor):
     """At most ``workers`` threads named ``{prefix}_{n}``, tasks beyond them queued in order."""
 
@@ -104,6 +119,7 @@ class Runners(Executor):
         self._threads: list[threading.Thread] = []
         self._shutdown = False
         _live.add(self)
+        weakref.finalize(self, _end_idle, self._lock, self._idle)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Run ``fn(*args, **kwargs)`` on a thread; ``RuntimeError`` after ``shutdown``."""
@@ -113,7 +129,7 @@ class Runners(Executor):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             if self._idle:
-                self._idle.pop().hand(item)
+                self._idle.pop().hand(item, self)
             elif len(self._threads) < self.workers:
                 runner = _Runner(self, f"{self.prefix}_{len(self._threads)}", item)
                 try:
@@ -132,7 +148,7 @@ class Runners(Executor):
         ``shutdown``, handed the end)."""
         with self._lock:
             if self._queued:
-                runner.item = self._queued.popleft()
+                runner.item, runner.owner = self._queued.popleft(), self
                 return True
             if self._shutdown:
                 runner.hand(None)

@@ -112,6 +112,37 @@ def test_an_idle_thread_keeps_nothing_of_its_last_task() -> None:
         runners.shutdown()
 
 
+def test_runners_dropped_without_shutdown_end_their_idle_threads() -> None:
+    runners = Runners(2, prefix="dropped")
+    gate = threading.Event()
+    first = runners.submit(gate.wait)
+    assert runners.submit(lambda: 2).result(timeout=10) == 2
+    threads = list(runners._threads)
+    gone = weakref.ref(runners)
+    del runners  # one thread busy: it holds its Runners, and the queue would still run
+    assert gone() is not None
+    gate.set()
+    assert first.result(timeout=10) is True
+    for thread in threads:
+        thread.join(timeout=10)
+    gc.collect()
+    assert gone() is None
+    assert not [thread.name for thread in threads if thread.is_alive()]
+
+
+def test_a_dropped_runners_still_runs_what_was_queued() -> None:
+    runners = Runners(1)
+    gate = threading.Event()
+    runners.submit(gate.wait)
+    queued = runners.submit(lambda: "ran")
+    (thread,) = runners._threads
+    del runners
+    gate.set()
+    assert queued.result(timeout=10) == "ran"
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
 def test_workers_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         Runners(0)
