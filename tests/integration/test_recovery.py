@@ -82,7 +82,10 @@ def test_a_server_that_comes_back_is_one_warning_and_a_stall_report(
     # The stall report: the epoch of the break says it, and waited about as long.
     [hit] = [r for r in monitor.history if r["recoveries"]]
     assert hit["recoveries"] == 1 and hit["recovery_seconds"] == pytest.approx(took, abs=0.1)
-    assert hit["input_wait_seconds"] >= 0.9 * took
+    # Not all of it: the client reads this tiny dataset epochs ahead, so the trainer is still
+    # on buffered batches (or tracing its first step, on a loaded machine) when the stream
+    # breaks: 2.9 s of a 3.7 s outage was waited in one full-suite CI run.
+    assert hit["input_wait_seconds"] >= 0.5 * took
     assert sum(r["recoveries"] for r in monitor.history) == 1
     # Each epoch's line comes after that epoch's progress bar has finished.
     reports = [i for i, line in enumerate(printed) if line.startswith("augstream: epoch ")]
