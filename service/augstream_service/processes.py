@@ -9,6 +9,12 @@ straight into a shared-memory block (``shm``); the main process's arrays view th
 there, and it labels, standardises, mixes, encodes and sends it as before: the bytes are the
 threads' bytes. The block returns to the pool once no array views it. A worker that dies is
 started again; the batches it had are made in the main process meanwhile.
+
+A batch is one task, pickled once and sent to each owner of some of its samples; each owner
+announces its part made on a socket all the workers share (one per server thread), and the
+server thread sleeps in one ``recv`` until every announcement is there: it runs again once
+per batch, however many workers it waited on (after a sleep the Python that runs next is
+slow: the caches are cold, so a wake-up per worker was the fan-out's largest cost).
 """
 
 from __future__ import annotations
@@ -20,14 +26,12 @@ import math
 import os
 import pickle
 import queue
-import select
 import socket
-import subprocess
-import sys
+import struct
 import threading
+import time
 import weakref
 from collections import defaultdict
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +40,7 @@ from .batching import allocate_images, allocate_masks
 from .making import make_samples
 from .metrics import Metrics
 from .shm import Blocks, SharedMemoryFullError, shm_free
+from .workerhandle import Worker, WorkerLostError
 
 if TYPE_CHECKING:
     from .pipeline import StreamPlan
@@ -52,129 +57,17 @@ Made = tuple[Array, Array | None, list[str | None], float, list[int | None] | No
 
 #: Longest wait for a worker's part of a batch before the main process makes it itself.
 _TASK_TIMEOUT_S = 300.0
+#: How often a batch's wait looks whether a worker it waits on has exited.
+_LOOK_S = 0.5
+#: An announcement: the task's id and the worker's index, as one little-endian uint64.
+_ANNOUNCED = struct.Struct("<Q")
 #: Below this much free shared memory at start the server warns (a container's /dev/shm is
 #: 64 MiB unless it is given more).
 _SHM_WARN_BYTES = 1 << 30
 
 
-class WorkerLostError(RuntimeError):
-    """A worker process exited, or did not answer, while it had a batch's samples."""
-
-
 class PoolClosedError(RuntimeError):
     """The server is stopping: its workers are gone and the batch is no longer wanted."""
-
-
-class _Channel:
-    """A pipe to a worker that one server thread uses at a time, with its poller (polled
-    before each reply, for the timeout: ``Connection.poll`` builds a selector per call)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self._poller = select.poll()
-        self._poller.register(conn.fileno(), select.POLLIN)
-
-    def ready(self, timeout: float) -> bool:
-        """Whether a reply (or the pipe's end) came within ``timeout`` seconds."""
-        return bool(self._poller.poll(timeout * 1000))
-
-
-class _Worker:
-    """One worker process and its channels: a pipe per server thread that may make a batch at
-    once, so the thread that sends a task reads its reply itself (no reader thread to hand it
-    over, and no wake-up of one per reply)."""
-
-    def __init__(self, index: int, count: int, settings_json: str, channels: int) -> None:
-        self.index = index
-        pairs = [socket.socketpair() for _ in range(channels)]
-        theirs = [pair[1].fileno() for pair in pairs]
-        # A program of its own (python -m augstream_service.workers), not multiprocessing's
-        # spawn: that would import the parent's __main__ again in the child, and a script
-        # that embeds the server without a __main__ guard would start itself anew.
-        command = [sys.executable, "-m", "augstream_service.workers", ",".join(map(str, theirs))]
-        self.process = subprocess.Popen(command, pass_fds=theirs)
-        for _, their in pairs:
-            their.close()
-        # The sockets themselves are kept to shut them down: closing an fd does not wake a
-        # thread blocked reading it (a server thread awaiting a reply, the worker's select).
-        self._sockets = [ours for ours, _ in pairs]
-        self._channels = [_Channel(Connection(os.dup(ours.fileno()))) for ours in self._sockets]
-        self._free: queue.SimpleQueue[_Channel] = queue.SimpleQueue()
-        for channel in self._channels:
-            self._free.put(channel)
-        # The settings (storage credentials among them) go over a pipe, not the command.
-        self._channels[0].conn.send_bytes(pickle.dumps((settings_json, index, count)))
-        #: Its cache figures as of its latest reply (numbered by the worker: each channel's
-        #: replies are read by its own thread, in no order between channels).
-        self.figures: dict[str, Any] = {}
-        self._reported = -1
-        self._lock = threading.Lock()
-        #: Its pipe broke or it did not answer: it is started again before its next task.
-        self.lost = False
-
-    # Messages are plain tuples, pickled with pickle itself: Connection.send makes a
-    # ForkingPickler per message, copying copyreg's dispatch table each time (a fifth of the
-    # main process's GIL time at 40 batches per second).
-
-    def send(self, task: tuple[Any, ...]) -> _Channel:
-        """Send ``task`` on a free channel (waiting for one if every one is busy): the
-        channel to read its reply from (``reply``), or to ``release`` unread."""
-        channel = self._free.get()
-        try:
-            channel.conn.send_bytes(pickle.dumps(task))
-        except (OSError, ValueError) as exc:
-            self._free.put(channel)
-            self.lost = True
-            raise WorkerLostError(f"worker {self.index}: {exc}") from None
-        return channel
-
-    def reply(self, channel: _Channel, ident: int, timeout: float) -> tuple[Any, ...]:
-        """The reply to task ``ident`` sent on ``channel``, which is then free again.
-
-        A reply to another task is one its sender left unread (another worker failed first,
-        ``release``): it is dropped."""
-        try:
-            while True:
-                if not channel.ready(timeout):
-                    self.lost = True  # hung: it is replaced, not asked again
-                    raise WorkerLostError(f"worker process {self.index} did not answer in time")
-                try:
-                    reply: tuple[Any, ...] = pickle.loads(channel.conn.recv_bytes())
-                except (EOFError, OSError):
-                    self.lost = True
-                    raise WorkerLostError(f"worker process {self.index} exited") from None
-                if reply[1] == ident:
-                    break
-        finally:
-            self._free.put(channel)
-        if reply[0] == "done":
-            with self._lock:
-                if reply[6] > self._reported:
-                    self._reported, self.figures = reply[6], reply[7]
-        return reply
-
-    def release(self, channel: _Channel) -> None:
-        """``channel`` free again with its reply unread (the next reply read drops it)."""
-        self._free.put(channel)
-
-    @property
-    def alive(self) -> bool:
-        # Asked before every task: a worker that exits is seen at its next reply (its end of
-        # the pipe closes), so no wait() system call is needed here.
-        return not self.lost and self.process.returncode is None
-
-    def stop(self) -> None:
-        for ours in self._sockets:
-            with contextlib.suppress(OSError):
-                ours.shutdown(socket.SHUT_RDWR)  # the worker reads the end and exits
-            ours.close()
-        for channel in self._channels:
-            channel.conn.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
 
 
 class ProcessPool:
@@ -190,8 +83,22 @@ class ProcessPool:
         self._blocks = Blocks()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        # A channel to each worker for every server thread that may make a batch at once.
-        self._channels = max(1, settings.threads)
+        # A lane for every server thread that may make a batch at once: a pipe to each
+        # worker, and the socket every worker announces its part of the lane's batch done
+        # on. The server keeps the workers' ends too, for the workers it starts again.
+        lanes = max(1, settings.threads)
+        pairs = [socket.socketpair() for _ in range(lanes)]
+        self._done = [ours for ours, _ in pairs]
+        self._theirs = [theirs for _, theirs in pairs]
+        for done in self._done:
+            # A batch's wait sleeps in recv until all its announcements came, but looks at
+            # the workers now and then (one that died announces nothing).
+            look = struct.pack("ll", int(_LOOK_S), int(_LOOK_S % 1 * 1e6))
+            done.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, look)
+        self._unread = [b""] * lanes
+        self._lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for lane in range(lanes):
+            self._lanes.put(lane)
         self._workers = [self._start(i) for i in range(count)]
         self.restarts = 0
         self._closed = False
@@ -206,10 +113,11 @@ class ProcessPool:
                 free >> 20,
             )
 
-    def _start(self, index: int) -> _Worker:
-        return _Worker(index, self.count, self._settings_json, self._channels)
+    def _start(self, index: int) -> Worker:
+        done = [theirs.fileno() for theirs in self._theirs]
+        return Worker(index, self.count, self._settings_json, len(done), done)
 
-    def _worker(self, index: int) -> _Worker:
+    def _worker(self, index: int) -> Worker:
         with self._lock:
             if self._closed:
                 raise PoolClosedError("the server is stopping")
@@ -280,39 +188,76 @@ class ProcessPool:
         owned: dict[int, list[int]] = defaultdict(list)
         for slot, sample_id in enumerate(ids):
             owned[sample_id % self.count].append(slot)
-        key, spec_json, digest = plan.key, plan.spec_json, plan.source.digest()
-        # Every part is sent before any reply is read: the workers make them at once.
-        sent: list[tuple[list[int], _Worker, _Channel, int]] = []
+        ident = next(self._ids)
+        # One task for every owner (each makes the ids it owns), pickled once; each worker
+        # announces its part done on the lane's socket, and the thread sleeps until the last
+        # has (one wake-up per batch: waking is what costs here, a cold cache after sleep).
+        task = pickle.dumps((
+            ident, plan.key, plan.spec_json, plan.compact, plan.source.digest(), epoch, ids,
+            block, x.shape, x.dtype.str, mask_shape,
+        ))  # fmt: skip
         errors: list[str | None] = [None] * len(ids)
         crcs: list[int | None] = [None] * len(ids)
         seconds = 0.0
         tallies = []
-        read = 0
+        lane = self._lanes.get()
         try:
-            for index, slots in owned.items():
-                ident = next(self._ids)
-                task = (
-                    ident, key, spec_json, plan.compact, digest, epoch,
-                    [ids[s] for s in slots], slots, block, x.shape, x.dtype.str, mask_shape,
-                )  # fmt: skip
+            sent = []
+            for index in owned:
                 worker = self._worker(index)
-                sent.append((slots, worker, worker.send(task), ident))
-            for slots, worker, channel, ident in sent:
-                read += 1  # ``reply`` frees its channel, whatever it finds
-                reply = worker.reply(channel, ident, _TASK_TIMEOUT_S)
+                worker.send(lane, task)
+                sent.append(worker)
+            self._await(lane, ident, sent)
+            for worker in sent:
+                reply = worker.reply(lane, ident)
                 if reply[0] != "done":
                     raise WorkerLostError(f"a worker process failed: {reply[2]}")
+                slots = owned[worker.index]
                 for slot, error, crc in zip(slots, reply[2], reply[5], strict=True):
                     errors[slot], crcs[slot] = error, crc
                 seconds += reply[3]
                 tallies.append(reply[4])
         finally:
-            # Given up before every reply was read: the channels of the others are free
-            # again, their replies unread (dropped by the next reply read on them).
-            for _, worker, channel, _ in sent[read:]:
-                worker.release(channel)
+            # Given up before every reply was read: the lane is free again, with replies
+            # and announcements the next batch on it drops (they name another task).
+            self._lanes.put(lane)
         self._count(tallies)
         return errors, seconds, crcs
+
+    def _await(self, lane: int, ident: int, workers: list[Worker]) -> None:
+        """Sleep until each of ``workers`` announced its part of task ``ident`` done on
+        ``lane``'s socket; a worker that exited meanwhile, or did not answer in
+        ``_TASK_TIMEOUT_S``, is lost."""
+        waiting = {worker.index: worker for worker in workers}
+        done, size = self._done[lane], _ANNOUNCED.size
+        deadline = time.monotonic() + _TASK_TIMEOUT_S
+        while waiting:
+            want = size * len(waiting) - len(self._unread[lane])
+            try:
+                # Every announcement still awaited, in one call: the kernel wakes the thread
+                # for each, Python runs once they are all there (or at a look).
+                fresh = done.recv(want, socket.MSG_WAITALL)
+            except BlockingIOError:  # the look came and nothing with it
+                fresh = None
+            except OSError:  # the pool closed the socket under the wait
+                fresh = b""
+            if fresh == b"":  # its end: the pool is closing
+                raise WorkerLostError("the server is stopping")
+            got = self._unread[lane] + (fresh or b"")
+            whole = len(got) - len(got) % size
+            self._unread[lane] = got[whole:]
+            for (announced,) in _ANNOUNCED.iter_unpack(got[:whole]):
+                if announced >> 8 == ident:  # others are from batches given up
+                    waiting.pop(announced & 0xFF, None)
+            if waiting and (fresh is None or len(fresh) < want):  # a look: still there?
+                for worker in waiting.values():
+                    if worker.exited():
+                        worker.lost = True
+                        raise WorkerLostError(f"worker process {worker.index} exited")
+                if time.monotonic() > deadline:
+                    for worker in waiting.values():
+                        worker.lost = True  # hung: it is replaced, not asked again
+                    raise WorkerLostError("a worker process did not answer in time")
 
     def _count(self, tallies: list[dict[str, Any]]) -> None:
         """The workers' stage timings, as one observation per stage for the batch (the
@@ -321,7 +266,7 @@ class ProcessPool:
             return
         stages: dict[str, float] = defaultdict(float)
         for tally in tallies:
-            for stage, seconds in tally["observed"]:
+            for stage, seconds in tally["observed"].items():
                 stages[stage] += seconds
             for kind, count in tally["errors"].items():
                 self.metrics.error(kind, count)
@@ -348,6 +293,11 @@ class ProcessPool:
         with self._lock:
             self._closed = True
             workers, self._workers = self._workers, []
+        for done in self._done:
+            with contextlib.suppress(OSError):
+                done.shutdown(socket.SHUT_RDWR)  # a batch's wait ends at once
         for worker in workers:
             worker.stop()
+        for sock in (*self._done, *self._theirs):
+            sock.close()
         self._blocks.close()

@@ -34,9 +34,10 @@ log = logging.getLogger("augstream.workers")
 _PLANS = 256
 _BLOCKS = 64
 
-#: A task: (task id, plan key, spec JSON, compact, digest, epoch, ids, slots, block name,
-#: images' shape, images' dtype, masks' shape or None).
-Task = tuple[int, str, str, bool, str, int, list[int], list[int], str, tuple[int, ...], str, Any]
+#: A task: (task id, plan key, spec JSON, compact, digest, epoch, the batch's ids, block
+#: name, images' shape, images' dtype, masks' shape or None). Every owner of some of the ids
+#: is sent the same task and makes the ids it owns.
+Task = tuple[int, str, str, bool, str, int, list[int], str, tuple[int, ...], str, Any]
 
 
 class _Tally:
@@ -44,13 +45,14 @@ class _Tally:
     (the main process counts them in its metrics)."""
 
     def __init__(self) -> None:
-        self.observed: list[tuple[str, float]] = []
+        #: Seconds by stage (the server observes each stage's sum once for the batch).
+        self.observed: dict[str, float] = {}
         self.errors: dict[str, int] = {}
         self._lock = threading.Lock()  # the worker's threads report at once
 
     def observe(self, stage: str, seconds: float) -> None:
         with self._lock:
-            self.observed.append((stage, seconds))
+            self.observed[stage] = self.observed.get(stage, 0.0) + seconds
 
     def error(self, kind: str, count: int = 1) -> None:
         with self._lock:
@@ -59,7 +61,7 @@ class _Tally:
     def taken(self) -> dict[str, Any]:
         with self._lock:
             found = {"observed": self.observed, "errors": self.errors}
-            self.observed, self.errors = [], {}
+            self.observed, self.errors = {}, {}
         return found
 
 
@@ -75,21 +77,26 @@ def _attach(name: str) -> mmap.mmap:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m augstream_service.workers FD,FD,...``: a worker on the sockets its server
-    passed it (a channel per server thread); the first message, on the first, is its
-    settings, its index and the number of workers."""
-    conns = [Connection(int(fd)) for fd in argv[0].split(",")]
+    """``python -m augstream_service.workers FD,FD,...:FD,FD,...``: a worker on the sockets
+    its server passed it, a pipe and an announcing socket per lane (a server thread's); the
+    first message, on the first pipe, is its settings, its index and the number of workers."""
+    pipes, announcing = argv[0].split(":")
+    conns = [Connection(int(fd)) for fd in pipes.split(",")]
+    dones = [int(fd) for fd in announcing.split(",")]
     try:
         settings_json, index, count = pickle.loads(conns[0].recv_bytes())
     except (EOFError, OSError):
         return 1
-    run(conns, settings_json, index, count)
+    run(conns, dones, settings_json, index, count)
     return 0
 
 
-def run(conns: list[Connection], settings_json: str, index: int, count: int) -> None:
+def run(
+    conns: list[Connection], dones: list[int], settings_json: str, index: int, count: int
+) -> None:
     """A worker's life: set up from the settings, then make what it is sent, replying on the
-    channel each task came by, until a channel closes (the server is stopping)."""
+    pipe each task came by and announcing it on its lane's socket, until a pipe closes (the
+    server is stopping)."""
     import cv2
 
     from augstream_protocol.spec import StreamSpec
@@ -123,6 +130,10 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
     # an earlier one it left unread is still being made (``processes._Worker.release``).
     sending = threading.Lock()
     replies = itertools.count()
+
+    def announcement(ident: int) -> bytes:
+        # One write of 8 bytes: whole on a stream socket, whoever else writes to it.
+        return (ident << 8 | index).to_bytes(8, "little")
 
     def plan_for(key: str, spec_json: str, compact: bool, digest: str) -> StreamPlan:
         with held:
@@ -161,11 +172,14 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
             blocks.move_to_end(name)
             return found
 
-    def made(task: Task, conn: Connection) -> bool:
-        """Makes ``task`` and replies on ``conn``; False once the pipe is closed."""
+    def made(task: Task, lane: int) -> bool:
+        """Makes this worker's part of ``task``, replies on ``lane``'s pipe and announces it
+        on ``lane``'s socket; False once the pipe is closed."""
         ident = task[0]
         try:
-            _, key, spec_json, compact, digest, epoch, ids, slots, name, shape, dtype, masks = task
+            _, key, spec_json, compact, digest, epoch, every, name, shape, dtype, masks = task
+            slots = [slot for slot, i in enumerate(every) if i % count == index]
+            ids = [every[slot] for slot in slots]
             plan = plan_for(key, spec_json, compact, digest)
             buffer = block(name)
             x = np.ndarray(shape, dtype=dtype, buffer=buffer)
@@ -189,7 +203,9 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
                 # channels in any order and keeps the latest.
                 if reply[0] == "done":
                     reply += (next(replies), reader.figures())
-                conn.send_bytes(pickle.dumps(reply))
+                conns[lane].send_bytes(pickle.dumps(reply))
+                # After the reply: the server reads it once every owner has announced.
+                os.write(dones[lane], announcement(ident))
         except OSError:  # the server closed the pipe (it is stopping): nobody is waiting
             return False
         return True
@@ -199,14 +215,14 @@ def run(conns: list[Connection], settings_json: str, index: int, count: int) -> 
     threads = worker_threads(settings)
     pool = Runners(threads, "augstream-worker") if threads > 1 else None
     waiting = selectors.DefaultSelector()
-    for conn in conns:
-        waiting.register(conn.fileno(), selectors.EVENT_READ, conn)
+    for lane, conn in enumerate(conns):
+        waiting.register(conn.fileno(), selectors.EVENT_READ, lane)
 
     def serve() -> None:
         while True:
             for key, _ in waiting.select():
                 try:
-                    task: Task = pickle.loads(key.data.recv_bytes())
+                    task: Task = pickle.loads(conns[key.data].recv_bytes())
                 except (EOFError, OSError):
                     return
                 if pool is None:

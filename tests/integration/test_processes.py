@@ -142,11 +142,12 @@ def test_a_worker_that_dies_is_replaced_and_no_batch_is_lost(roots: list[Path]) 
 
 @pytest.mark.parametrize("how", ["lost", "failed"])
 def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path], how: str) -> None:
-    # One server thread: one channel to each worker. The first reply read fails (its worker
-    # is taken for lost, or it reports the task failed), so the other worker's reply to that
-    # batch is left unread on its only channel; that channel must be free again, and the
-    # next task sent there must wait for its own reply, not take that one (and return
-    # before its samples are written).
+    # One server thread: one lane, a pipe to each worker. The first reply read fails (its
+    # worker is taken for lost, or it reports the task failed), so the other worker's reply
+    # to that batch is left unread on its pipe (and its announcement may come after the
+    # batch was given up); the lane must be free again, and the next task sent there must
+    # wait for its own announcements and reply, not take those (and return before its
+    # samples are written).
     spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 4, "seed": 3,
             "epochs": 2, "rotation_range": 15}  # fmt: skip
     reference = _by_threads(roots, spec)
@@ -157,14 +158,14 @@ def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path], 
         for worker in pool._workers:
             real = worker.reply
 
-            def reply(channel: Any, ident: int, timeout: float, real: Any = real) -> Any:
+            def reply(lane: int, ident: int, real: Any = real) -> Any:
                 if not failed:
                     failed.append(ident)
-                    real(channel, ident, timeout)
+                    real(lane, ident)
                     if how == "failed":
                         return ("failed", ident, "could not make it, as far as this batch knows")
                     raise WorkerLostError("lost, as far as this batch knows")
-                return real(channel, ident, timeout)
+                return real(lane, ident)
 
             worker.reply = reply
         got = _read(server.url, **spec)

@@ -1,0 +1,124 @@
+"""The server's handle on one worker process (``processes``): it starts the program
+(``python -m augstream_service.workers``), sends it tasks and reads its replies, one pipe per
+lane (a server thread's place), and stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import select
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+__all__ = ["Worker", "WorkerLostError"]
+
+#: Longest wait for a reply a worker announced (it sends it before it announces it).
+_REPLY_TIMEOUT_S = 5.0
+
+
+class WorkerLostError(RuntimeError):
+    """A worker process exited, or did not answer, while it had a batch's samples."""
+
+
+class Worker:
+    """One worker process and its channels: a pipe per lane (a server thread's place: a batch
+    takes a lane and uses its pipe to every worker), so the thread that sends a task reads
+    its reply itself (no reader thread to hand it over, and no wake-up of one per reply)."""
+
+    def __init__(
+        self, index: int, count: int, settings_json: str, lanes: int, done: list[int]
+    ) -> None:
+        self.index = index
+        pairs = [socket.socketpair() for _ in range(lanes)]
+        theirs = [pair[1].fileno() for pair in pairs]
+        # A program of its own (python -m augstream_service.workers), not multiprocessing's
+        # spawn: that would import the parent's __main__ again in the child, and a script
+        # that embeds the server without a __main__ guard would start itself anew.
+        fds = f"{','.join(map(str, theirs))}:{','.join(map(str, done))}"
+        command = [sys.executable, "-m", "augstream_service.workers", fds]
+        self.process = subprocess.Popen(command, pass_fds=[*theirs, *done])
+        for _, their in pairs:
+            their.close()
+        # The sockets themselves are kept to shut them down: closing an fd does not wake a
+        # thread blocked reading it (the worker's select).
+        self._sockets = [ours for ours, _ in pairs]
+        self._conns = [Connection(os.dup(ours.fileno())) for ours in self._sockets]
+        # Polled before a reply is read, in case it is not there after all (a selector per
+        # call is what ``Connection.poll`` would build).
+        self._pollers = []
+        for conn in self._conns:
+            poller = select.poll()
+            poller.register(conn.fileno(), select.POLLIN)
+            self._pollers.append(poller)
+        # The settings (storage credentials among them) go over a pipe, not the command.
+        self._conns[0].send_bytes(pickle.dumps((settings_json, index, count)))
+        #: Its cache figures as of its latest reply (numbered by the worker: each lane's
+        #: replies are read by its own thread, in no order between lanes).
+        self.figures: dict[str, Any] = {}
+        self._reported = -1
+        self._lock = threading.Lock()
+        #: Its pipe broke or it did not answer: it is started again before its next task.
+        self.lost = False
+
+    # Messages are plain tuples, pickled with pickle itself: Connection.send makes a
+    # ForkingPickler per message, copying copyreg's dispatch table each time (a fifth of the
+    # main process's GIL time at 40 batches per second).
+
+    def send(self, lane: int, task: bytes) -> None:
+        """Send the pickled ``task`` on ``lane``'s pipe."""
+        try:
+            self._conns[lane].send_bytes(task)
+        except (OSError, ValueError) as exc:
+            self.lost = True
+            raise WorkerLostError(f"worker {self.index}: {exc}") from None
+
+    def reply(self, lane: int, ident: int) -> tuple[Any, ...]:
+        """The reply to task ``ident``, read from ``lane``'s pipe once the worker announced
+        it (``ProcessPool._await``): it is there, after any replies its lane's earlier
+        batches left unread (given up when another worker failed first), which are dropped."""
+        conn = self._conns[lane]
+        while True:
+            if not self._pollers[lane].poll(_REPLY_TIMEOUT_S * 1000):
+                self.lost = True  # announced and not sent: nothing to ask it again
+                raise WorkerLostError(f"worker process {self.index} did not reply")
+            try:
+                reply: tuple[Any, ...] = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                self.lost = True
+                raise WorkerLostError(f"worker process {self.index} exited") from None
+            if reply[1] == ident:
+                break
+        if reply[0] == "done":
+            with self._lock:
+                if reply[6] > self._reported:
+                    self._reported, self.figures = reply[6], reply[7]
+        return reply
+
+    @property
+    def alive(self) -> bool:
+        # Asked before every task: a worker that exits is seen while a batch waits on it
+        # (``ProcessPool._await``), so no wait() system call is needed here.
+        return not self.lost and self.process.returncode is None
+
+    def exited(self) -> bool:
+        """Whether the process has exited (a wait() system call)."""
+        return self.process.poll() is not None
+
+    def stop(self) -> None:
+        for ours in self._sockets:
+            with contextlib.suppress(OSError):
+                ours.shutdown(socket.SHUT_RDWR)  # the worker reads the end and exits
+            ours.close()
+        for conn in self._conns:
+            conn.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
