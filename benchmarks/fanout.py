@@ -73,11 +73,14 @@ def measure(root: Path, workers: int, batches: int, size: int) -> dict[str, floa
 
 def _one(code: Path, root: Path, workers: int, args: argparse.Namespace) -> float:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(code / p) for p in _PACKAGES)}
+    # This file measures either side (REV may not have it): only the packages differ.
     command = [
-        sys.executable, "-m", "benchmarks.fanout", "--one", str(root),
+        sys.executable, str(Path(__file__).resolve()), "--one", str(root),
         "--workers", str(workers), "--batches", str(args.batches), "--size", str(args.size),
     ]  # fmt: skip
-    done = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"measuring {code} failed:\n{done.stderr}")
     return float(json.loads(done.stdout.splitlines()[-1])["cpu_us_per_batch"])
 
 
