@@ -78,12 +78,20 @@ def test_exactly_once_across_two_server_deaths(
     reference, _ = _read_all(server.url)
     assert len(reference) == 2 * 30  # 117 images in batches of 4: 30 per epoch, the last of 1
 
+    restarts: list[threading.Thread] = []
+
     def die_and_return() -> None:
         server.kill(getattr(signal, how))
         # Restart from another thread: the client's retries run meanwhile.
-        threading.Thread(target=server.start, daemon=True).start()
+        restart = threading.Thread(target=server.start, daemon=True)
+        restart.start()
+        restarts.append(restart)
 
     got, reconnects = _read_all(server.url, {11: die_and_return, 41: die_and_return})
+    # The stream can end before the last restart is up (the kernel's buffers held the rest):
+    # stopping the server under a start still waiting for it made that start raise.
+    for restart in restarts:
+        restart.join(timeout=90)
     _check(got, reference, counts)
     counts.update(deaths=2, signal=how, reconnects=reconnects, server_starts=server.starts)
     # On loopback the kernel's buffers can hold everything a server sent before its second
