@@ -39,6 +39,7 @@ import numpy as np
 from .batching import allocate_images, allocate_masks
 from .making import make_samples
 from .metrics import Metrics
+from .openfiles import ensure_open_files
 from .shm import Blocks, SharedMemoryFullError, shm_free
 from .workerhandle import Worker, WorkerLostError
 
@@ -87,6 +88,9 @@ class ProcessPool:
         # worker, and the socket every worker announces its part of the lane's batch done
         # on. The server keeps the workers' ends too, for the workers it starts again.
         lanes = max(1, settings.threads)
+        # A pipe per worker and lane, a socket pair per lane, and each worker's ends of its
+        # lanes' pipes while it starts.
+        ensure_open_files(lanes * (count + 3), f"processes={count} with threads={lanes}")
         pairs = [socket.socketpair() for _ in range(lanes)]
         self._done = [ours for ours, _ in pairs]
         self._theirs = [theirs for _, theirs in pairs]

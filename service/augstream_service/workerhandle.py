@@ -6,7 +6,6 @@ lane (a server thread's place), and stops it.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import select
 import socket
@@ -45,10 +44,8 @@ class Worker:
         self.process = subprocess.Popen(command, pass_fds=[*theirs, *done])
         for _, their in pairs:
             their.close()
-        # The sockets themselves are kept to shut them down: closing an fd does not wake a
-        # thread blocked reading it (the worker's select).
-        self._sockets = [ours for ours, _ in pairs]
-        self._conns = [Connection(os.dup(ours.fileno())) for ours in self._sockets]
+        # One descriptor per pipe (a big box has threads x processes of them: ``openfiles``).
+        self._conns = [Connection(ours.detach()) for ours, _ in pairs]
         # Polled before a reply is read, in case it is not there after all (a selector per
         # call is what ``Connection.poll`` would build).
         self._pollers = []
@@ -111,14 +108,22 @@ class Worker:
         return self.process.poll() is not None
 
     def stop(self) -> None:
-        for ours in self._sockets:
-            with contextlib.suppress(OSError):
-                ours.shutdown(socket.SHUT_RDWR)  # the worker reads the end and exits
-            ours.close()
         for conn in self._conns:
+            with contextlib.suppress(OSError):
+                _shut_down(conn.fileno())  # the worker reads the end and exits
             conn.close()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+
+
+def _shut_down(fd: int) -> None:
+    """Shut the socket ``fd`` down both ways, which ends it for its peer at once, even one
+    blocked reading it (closing only drops this process's reference); ``fd`` stays open."""
+    lent = socket.socket(fileno=fd)
+    try:
+        lent.shutdown(socket.SHUT_RDWR)
+    finally:
+        lent.detach()
