@@ -14,7 +14,7 @@ A batch is one task, pickled once and sent to each owner of some of its samples;
 announces its part made on a socket all the workers share (one per server thread), and the
 server thread sleeps in one ``recv`` until every announcement is there: it runs again once
 per batch, however many workers it waited on (after a sleep the Python that runs next is
-slow: the caches are cold, so a wake-up per worker was the fan-out's largest cost).
+slow, its caches cold: a wake-up per worker would pay that once per worker).
 """
 
 from __future__ import annotations
