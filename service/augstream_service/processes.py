@@ -41,7 +41,7 @@ from .making import make_samples
 from .metrics import Metrics
 from .openfiles import ensure_open_files
 from .shm import Blocks, SharedMemoryFullError, shm_free
-from .workerhandle import Worker, WorkerLostError
+from .workerhandle import ANNOUNCEMENT, Worker, WorkerLostError, announced, owned_slots
 
 if TYPE_CHECKING:
     from .pipeline import StreamPlan
@@ -60,8 +60,6 @@ Made = tuple[Array, Array | None, list[str | None], float, list[int | None] | No
 _TASK_TIMEOUT_S = 300.0
 #: How often a batch's wait looks whether a worker it waits on has exited.
 _LOOK_S = 0.5
-#: An announcement: the task's id and the worker's index, as one little-endian uint64.
-_ANNOUNCED = struct.Struct("<Q")
 #: Below this much free shared memory at start the server warns (a container's /dev/shm is
 #: 64 MiB unless it is given more).
 _SHM_WARN_BYTES = 1 << 30
@@ -94,10 +92,10 @@ class ProcessPool:
         pairs = [socket.socketpair() for _ in range(lanes)]
         self._done = [ours for ours, _ in pairs]
         self._theirs = [theirs for _, theirs in pairs]
+        # A batch's wait sleeps in recv until all its announcements came, but looks at the
+        # workers now and then (one that died announces nothing).
+        look = struct.pack("ll", int(_LOOK_S), int(_LOOK_S % 1 * 1e6))
         for done in self._done:
-            # A batch's wait sleeps in recv until all its announcements came, but looks at
-            # the workers now and then (one that died announces nothing).
-            look = struct.pack("ll", int(_LOOK_S), int(_LOOK_S % 1 * 1e6))
             done.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, look)
         self._unread = [b""] * lanes
         self._lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -189,13 +187,11 @@ class ProcessPool:
         x: Array,
         mask_shape: tuple[int, ...] | None,
     ) -> tuple[list[str | None], float, list[int | None]]:
-        owned: dict[int, list[int]] = defaultdict(list)
-        for slot, sample_id in enumerate(ids):
-            owned[sample_id % self.count].append(slot)
+        owned = owned_slots(ids, self.count)
         ident = next(self._ids)
         # One task for every owner (each makes the ids it owns), pickled once; each worker
         # announces its part done on the lane's socket, and the thread sleeps until the last
-        # has (one wake-up per batch: waking is what costs here, a cold cache after sleep).
+        # has: one wake-up per batch, not one per worker.
         task = pickle.dumps((
             ident, plan.key, plan.spec_json, plan.compact, plan.source.digest(), epoch, ids,
             block, x.shape, x.dtype.str, mask_shape,
@@ -233,7 +229,7 @@ class ProcessPool:
         ``lane``'s socket; a worker that exited meanwhile, or did not answer in
         ``_TASK_TIMEOUT_S``, is lost."""
         waiting = {worker.index: worker for worker in workers}
-        done, size = self._done[lane], _ANNOUNCED.size
+        done, size = self._done[lane], ANNOUNCEMENT.size
         deadline = time.monotonic() + _TASK_TIMEOUT_S
         while waiting:
             want = size * len(waiting) - len(self._unread[lane])
@@ -250,9 +246,9 @@ class ProcessPool:
             got = self._unread[lane] + (fresh or b"")
             whole = len(got) - len(got) % size
             self._unread[lane] = got[whole:]
-            for (announced,) in _ANNOUNCED.iter_unpack(got[:whole]):
-                if announced >> 8 == ident:  # others are from batches given up
-                    waiting.pop(announced & 0xFF, None)
+            for task, index in announced(got[:whole]):
+                if task == ident:  # others are from batches given up
+                    waiting.pop(index, None)
             if waiting and (fresh is None or len(fresh) < want):  # a look: still there?
                 for worker in waiting.values():
                     if worker.exited():

@@ -1,6 +1,7 @@
 """The server's handle on one worker process (``processes``): it starts the program
 (``python -m augstream_service.workers``), sends it tasks and reads its replies, one pipe per
-lane (a server thread's place), and stops it.
+lane (a server thread's place), and stops it; and what both sides must read alike: which
+worker owns which samples, and the announcement a worker makes when its part is made.
 """
 
 from __future__ import annotations
@@ -9,16 +10,42 @@ import contextlib
 import pickle
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
+from collections import defaultdict
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-__all__ = ["Worker", "WorkerLostError"]
+__all__ = ["ANNOUNCEMENT", "Worker", "WorkerLostError", "announced", "announcement", "owned_slots"]
 
 #: Longest wait for a reply a worker announced (it sends it before it announces it).
 _REPLY_TIMEOUT_S = 5.0
+#: An announcement: the task's id and the worker's index, as one little-endian uint64 (one
+#: write of 8 bytes is whole on a stream socket, whoever else writes to it).
+ANNOUNCEMENT = struct.Struct("<Q")
+
+
+def owned_slots(ids: list[int], count: int) -> dict[int, list[int]]:
+    """The slots of a batch's ``ids`` by the worker of ``count`` that owns them (sample id
+    modulo ``count``: every image is decoded and cached by one worker)."""
+    owned: dict[int, list[int]] = defaultdict(list)
+    for slot, sample_id in enumerate(ids):
+        owned[sample_id % count].append(slot)
+    return owned
+
+
+def announcement(ident: int, index: int) -> bytes:
+    """What worker ``index`` writes once its part of task ``ident`` is made and replied."""
+    return ANNOUNCEMENT.pack(ident << 8 | index)
+
+
+def announced(data: bytes) -> Iterator[tuple[int, int]]:
+    """The (task id, worker index) of each announcement in ``data`` (whole ones only)."""
+    for (value,) in ANNOUNCEMENT.iter_unpack(data):
+        yield value >> 8, value & 0xFF
 
 
 class WorkerLostError(RuntimeError):

@@ -108,6 +108,7 @@ def run(
     from .runners import Runners
     from .settings import Settings, worker_threads
     from .wiring import catalog_from, limits_from, uploads_from
+    from .workerhandle import announcement, owned_slots
 
     # The worker's threads are its cores: OpenCV's own threads would only oversubscribe.
     cv2.setNumThreads(1)
@@ -130,10 +131,6 @@ def run(
     # an earlier one it left unread is still being made (``processes._Worker.release``).
     sending = threading.Lock()
     replies = itertools.count()
-
-    def announcement(ident: int) -> bytes:
-        # One write of 8 bytes: whole on a stream socket, whoever else writes to it.
-        return (ident << 8 | index).to_bytes(8, "little")
 
     def plan_for(key: str, spec_json: str, compact: bool, digest: str) -> StreamPlan:
         with held:
@@ -178,7 +175,7 @@ def run(
         ident = task[0]
         try:
             _, key, spec_json, compact, digest, epoch, every, name, shape, dtype, masks = task
-            slots = [slot for slot, i in enumerate(every) if i % count == index]
+            slots = owned_slots(every, count).get(index, [])
             ids = [every[slot] for slot in slots]
             plan = plan_for(key, spec_json, compact, digest)
             buffer = block(name)
@@ -205,7 +202,7 @@ def run(
                     reply += (next(replies), reader.figures())
                 conns[lane].send_bytes(pickle.dumps(reply))
                 # After the reply: the server reads it once every owner has announced.
-                os.write(dones[lane], announcement(ident))
+                os.write(dones[lane], announcement(ident, index))
         except OSError:  # the server closed the pipe (it is stopping): nobody is waiting
             return False
         return True

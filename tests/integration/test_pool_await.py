@@ -18,6 +18,7 @@ import pytest
 
 from augstream_service import Settings
 from augstream_service.processes import _LOOK_S, ProcessPool, WorkerLostError
+from augstream_service.workerhandle import announcement
 from tests.imagefolder import make_image_folder
 
 
@@ -45,7 +46,7 @@ class _Counted:
 
 def _announce(pool: ProcessPool, ident: int, index: int) -> None:
     """What worker ``index`` writes when its part of task ``ident`` is made."""
-    os.write(pool._theirs[0].fileno(), (ident << 8 | index).to_bytes(8, "little"))
+    os.write(pool._theirs[0].fileno(), announcement(ident, index))
 
 
 def _waiting(pool: ProcessPool, ident: int) -> tuple[threading.Thread, list[Any]]:
