@@ -14,7 +14,9 @@ A batch is one task, pickled once and sent to each owner of some of its samples;
 announces its part made on a socket all the workers share (one per server thread), and the
 server thread sleeps in one ``recv`` until every announcement is there: it runs again once
 per batch, however many workers it waited on (after a sleep the Python that runs next is
-slow, its caches cold: a wake-up per worker would pay that once per worker).
+slow, its caches cold: a wake-up per worker would pay that once per worker). What the owners
+made is read from the block (``reports``): each image's CRC-32 and each owner's seconds; a
+reply is read only from an owner that announced one (a sample of its failed, or it did).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import struct
 import threading
 import time
 import weakref
-from collections import defaultdict
+from multiprocessing.shared_memory import SharedMemory
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from .batching import allocate_images, allocate_masks
 from .making import make_samples
 from .metrics import Metrics
 from .openfiles import ensure_open_files
+from .reports import STAGES, FiguresBoard, OutcomeViews, outcome_at
 from .shm import Blocks, SharedMemoryFullError, shm_free
 from .workerhandle import ANNOUNCEMENT, Worker, WorkerLostError, announced, owned_slots
 
@@ -101,6 +104,8 @@ class ProcessPool:
         self._lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
         for lane in range(lanes):
             self._lanes.put(lane)
+        self._board_block = SharedMemory(create=True, size=FiguresBoard.size(count))
+        self._board = FiguresBoard(self._board_block.buf, count)
         self._workers = [self._start(i) for i in range(count)]
         self.restarts = 0
         self._closed = False
@@ -117,7 +122,9 @@ class ProcessPool:
 
     def _start(self, index: int) -> Worker:
         done = [theirs.fileno() for theirs in self._theirs]
-        return Worker(index, self.count, self._settings_json, len(done), done)
+        self._board.clear(index)
+        board = self._board_block.name
+        return Worker(index, self.count, self._settings_json, len(done), done, board)
 
     def _worker(self, index: int) -> Worker:
         with self._lock:
@@ -141,7 +148,8 @@ class ProcessPool:
         x_shape = (len(ids), height, width, spec.channels)
         x_bytes = math.prod(x_shape) * np.dtype(dtype).itemsize
         mask_shape = (len(ids), height, width, 1) if spec.class_mode == "mask" else None
-        size = x_bytes + (math.prod(mask_shape) if mask_shape else 0)
+        outcome = outcome_at(x_shape, dtype, mask_shape, self.count)
+        size = outcome.end
         try:
             block = self._blocks.take(size)
         except SharedMemoryFullError as exc:
@@ -149,9 +157,14 @@ class ProcessPool:
         base = np.ndarray((size,), dtype=np.uint8, buffer=block.buf)
         weakref.finalize(base, self._blocks.give, block)
         x = base[:x_bytes].view(dtype).reshape(x_shape)
-        masks = None if mask_shape is None else base[x_bytes:].reshape(mask_shape)
+        if mask_shape is None:
+            masks = None
+        else:
+            masks = base[x_bytes : x_bytes + math.prod(mask_shape)].reshape(mask_shape)
+        views = outcome.views(base)  # where the owners say what they made
         try:
-            errors, seconds, crcs = self._dispatch(plan, epoch, ids, block.name, x, mask_shape)
+            made = self._dispatch(plan, epoch, ids, block.name, x, mask_shape, views)
+            errors, seconds, crcs = made
         except WorkerLostError as exc:
             if self._closed:  # stopped under it: the stream that wanted it is gone
                 raise PoolClosedError("the server is stopping") from exc
@@ -183,9 +196,10 @@ class ProcessPool:
         plan: StreamPlan,
         epoch: int,
         ids: list[int],
-        block: str,
+        name: str,
         x: Array,
         mask_shape: tuple[int, ...] | None,
+        outcome: OutcomeViews,
     ) -> tuple[list[str | None], float, list[int | None]]:
         owned = owned_slots(ids, self.count)
         ident = next(self._ids)
@@ -194,12 +208,10 @@ class ProcessPool:
         # has: one wake-up per batch, not one per worker.
         task = pickle.dumps((
             ident, plan.key, plan.spec_json, plan.compact, plan.source.digest(), epoch, ids,
-            block, x.shape, x.dtype.str, mask_shape,
+            name, x.shape, x.dtype.str, mask_shape,
         ))  # fmt: skip
         errors: list[str | None] = [None] * len(ids)
-        crcs: list[int | None] = [None] * len(ids)
-        seconds = 0.0
-        tallies = []
+        counted = []
         lane = self._lanes.get()
         try:
             sent = []
@@ -207,28 +219,31 @@ class ProcessPool:
                 worker = self._worker(index)
                 worker.send(lane, task)
                 sent.append(worker)
-            self._await(lane, ident, sent)
-            for worker in sent:
+            for worker in self._await(lane, ident, sent):
                 reply = worker.reply(lane, ident)
                 if reply[0] != "done":
                     raise WorkerLostError(f"a worker process failed: {reply[2]}")
-                slots = owned[worker.index]
-                for slot, error, crc in zip(slots, reply[2], reply[5], strict=True):
-                    errors[slot], crcs[slot] = error, crc
-                seconds += reply[3]
-                tallies.append(reply[4])
+                for slot, error in zip(owned[worker.index], reply[2], strict=True):
+                    errors[slot] = error
+                counted.append(reply[3])
         finally:
             # Given up before every reply was read: the lane is free again, with replies
             # and announcements the next batch on it drops (they name another task).
             self._lanes.put(lane)
-        self._count(tallies)
-        return errors, seconds, crcs
+        crcs: list[int | None] = outcome.crcs.tolist()
+        if not outcome.known.all():
+            crcs = [crc if known else None for crc, known in zip(crcs, outcome.known, strict=True)]
+        # Each owner's seconds augmenting, then reading and decoding (``reports.STAGES``).
+        seconds = outcome.seconds[list(owned)].sum(axis=0).tolist()
+        self._count(seconds[1:], counted)
+        return errors, seconds[0], crcs
 
-    def _await(self, lane: int, ident: int, workers: list[Worker]) -> None:
+    def _await(self, lane: int, ident: int, workers: list[Worker]) -> list[Worker]:
         """Sleep until each of ``workers`` announced its part of task ``ident`` done on
-        ``lane``'s socket; a worker that exited meanwhile, or did not answer in
-        ``_TASK_TIMEOUT_S``, is lost."""
+        ``lane``'s socket, and say which of them sent a reply; a worker that exited
+        meanwhile, or did not answer in ``_TASK_TIMEOUT_S``, is lost."""
         waiting = {worker.index: worker for worker in workers}
+        replied = []
         done, size = self._done[lane], ANNOUNCEMENT.size
         deadline = time.monotonic() + _TASK_TIMEOUT_S
         while waiting:
@@ -246,9 +261,10 @@ class ProcessPool:
             got = self._unread[lane] + (fresh or b"")
             whole = len(got) - len(got) % size
             self._unread[lane] = got[whole:]
-            for task, index in announced(got[:whole]):
-                if task == ident:  # others are from batches given up
-                    waiting.pop(index, None)
+            for task, index, with_reply in announced(got[:whole]):
+                worker = waiting.pop(index, None) if task == ident else None
+                if worker is not None and with_reply:  # others are from batches given up
+                    replied.append(worker)
             if waiting and (fresh is None or len(fresh) < want):  # a look: still there?
                 for worker in waiting.values():
                     if worker.exited():
@@ -258,27 +274,26 @@ class ProcessPool:
                     for worker in waiting.values():
                         worker.lost = True  # hung: it is replaced, not asked again
                     raise WorkerLostError("a worker process did not answer in time")
+        return replied
 
-    def _count(self, tallies: list[dict[str, Any]]) -> None:
+    def _count(self, seconds: list[float], counted: list[dict[str, int]]) -> None:
         """The workers' stage timings, as one observation per stage for the batch (the
         workers' seconds added up, as one thread's would be), and their errors."""
         if self.metrics is None:
             return
-        stages: dict[str, float] = defaultdict(float)
-        for tally in tallies:
-            for stage, seconds in tally["observed"].items():
-                stages[stage] += seconds
-            for kind, count in tally["errors"].items():
+        for stage, spent in zip(STAGES, seconds, strict=True):
+            if spent > 0:  # timed by some owner (a warm batch neither reads nor decodes)
+                self.metrics.observe(stage, spent)
+        for errors in counted:
+            for kind, count in errors.items():
                 self.metrics.error(kind, count)
-        for stage, seconds in stages.items():
-            self.metrics.observe(stage, seconds)
 
     def figures(self, own: dict[str, Any]) -> dict[str, Any]:
-        """``own`` (the main process's reader figures) plus every worker's last report."""
+        """``own`` (the main process's reader figures) plus every worker's latest."""
         total = {**own, "images": dict(own["images"]), "bytes": dict(own["bytes"])}
-        for worker in self._workers:
-            found = worker.figures
-            if not found:
+        for index in range(self.count):
+            found = self._board.read(index)
+            if found is None:
                 continue
             for key in ("decodes", "store_reads"):
                 total[key] += found[key]
@@ -301,3 +316,7 @@ class ProcessPool:
         for sock in (*self._done, *self._theirs):
             sock.close()
         self._blocks.close()
+        self._board.close()
+        self._board_block.close()
+        with contextlib.suppress(FileNotFoundError):  # closed before
+            self._board_block.unlink()

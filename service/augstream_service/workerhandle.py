@@ -13,7 +13,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -23,8 +22,9 @@ __all__ = ["ANNOUNCEMENT", "Worker", "WorkerLostError", "announced", "announceme
 
 #: Longest wait for a reply a worker announced (it sends it before it announces it).
 _REPLY_TIMEOUT_S = 5.0
-#: An announcement: the task's id and the worker's index, as one little-endian uint64 (one
-#: write of 8 bytes is whole on a stream socket, whoever else writes to it).
+#: An announcement: the task's id, whether a reply came before it, and the worker's index,
+#: as one little-endian uint64 (one write of 8 bytes is whole on a stream socket, whoever
+#: else writes to it).
 ANNOUNCEMENT = struct.Struct("<Q")
 
 
@@ -37,15 +37,16 @@ def owned_slots(ids: list[int], count: int) -> dict[int, list[int]]:
     return owned
 
 
-def announcement(ident: int, index: int) -> bytes:
-    """What worker ``index`` writes once its part of task ``ident`` is made and replied."""
-    return ANNOUNCEMENT.pack(ident << 8 | index)
+def announcement(ident: int, index: int, replied: bool = False) -> bytes:
+    """What worker ``index`` writes once its part of task ``ident`` is made (its outcome in
+    the block, ``reports.Outcome``) and, if ``replied``, a reply sent on its lane's pipe."""
+    return ANNOUNCEMENT.pack(ident << 9 | replied << 8 | index)
 
 
-def announced(data: bytes) -> Iterator[tuple[int, int]]:
-    """The (task id, worker index) of each announcement in ``data`` (whole ones only)."""
+def announced(data: bytes) -> Iterator[tuple[int, int, bool]]:
+    """The (task id, worker index, replied) of each announcement in ``data`` (whole ones)."""
     for (value,) in ANNOUNCEMENT.iter_unpack(data):
-        yield value >> 8, value & 0xFF
+        yield value >> 9, value & 0xFF, bool(value & 0x100)
 
 
 class WorkerLostError(RuntimeError):
@@ -58,7 +59,7 @@ class Worker:
     its reply itself (no reader thread to hand it over, and no wake-up of one per reply)."""
 
     def __init__(
-        self, index: int, count: int, settings_json: str, lanes: int, done: list[int]
+        self, index: int, count: int, settings_json: str, lanes: int, done: list[int], board: str
     ) -> None:
         self.index = index
         pairs = [socket.socketpair() for _ in range(lanes)]
@@ -80,13 +81,9 @@ class Worker:
             poller = select.poll()
             poller.register(conn.fileno(), select.POLLIN)
             self._pollers.append(poller)
-        # The settings (storage credentials among them) go over a pipe, not the command.
-        self._conns[0].send_bytes(pickle.dumps((settings_json, index, count)))
-        #: Its cache figures as of its latest reply (numbered by the worker: each lane's
-        #: replies are read by its own thread, in no order between lanes).
-        self.figures: dict[str, Any] = {}
-        self._reported = -1
-        self._lock = threading.Lock()
+        # The settings (storage credentials among them) go over a pipe, not the command;
+        # with them the block its cache figures go on (``reports.FiguresBoard``).
+        self._conns[0].send_bytes(pickle.dumps((settings_json, index, count, board)))
         #: Its pipe broke or it did not answer: it is started again before its next task.
         self.lost = False
 
@@ -104,8 +101,9 @@ class Worker:
 
     def reply(self, lane: int, ident: int) -> tuple[Any, ...]:
         """The reply to task ``ident``, read from ``lane``'s pipe once the worker announced
-        it (``ProcessPool._await``): it is there, after any replies its lane's earlier
-        batches left unread (given up when another worker failed first), which are dropped."""
+        one (``ProcessPool._await``): it is there, after any replies its lane's earlier
+        batches left unread (given up when another worker failed first), which are dropped.
+        ``("done", ident, its slots' errors, error counts)`` or ``("failed", ident, why)``."""
         conn = self._conns[lane]
         while True:
             if not self._pollers[lane].poll(_REPLY_TIMEOUT_S * 1000):
@@ -117,12 +115,7 @@ class Worker:
                 self.lost = True
                 raise WorkerLostError(f"worker process {self.index} exited") from None
             if reply[1] == ident:
-                break
-        if reply[0] == "done":
-            with self._lock:
-                if reply[6] > self._reported:
-                    self._reported, self.figures = reply[6], reply[7]
-        return reply
+                return reply
 
     @property
     def alive(self) -> bool:

@@ -12,7 +12,6 @@ process (``Samples.digest``).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import mmap
 import os
@@ -25,6 +24,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
+
+from .reports import STAGES, FiguresBoard, outcome_at
 
 __all__ = ["Task", "main", "run"]
 
@@ -41,27 +42,28 @@ Task = tuple[int, str, str, bool, str, int, list[int], str, tuple[int, ...], str
 
 
 class _Tally:
-    """Stage timings and error counts a worker's reader reports, sent back with each reply
-    (the main process counts them in its metrics)."""
+    """Stage timings and error counts a worker's reader reports: the timings go into each
+    batch's outcome (``reports.Outcome``), the counts, seldom any, in a reply."""
 
     def __init__(self) -> None:
-        #: Seconds by stage (the server observes each stage's sum once for the batch).
-        self.observed: dict[str, float] = {}
+        #: Seconds by stage, in ``reports.STAGES``' order (the server observes each stage's
+        #: sum once for the batch).
+        self.observed = [0.0] * len(STAGES)
         self.errors: dict[str, int] = {}
         self._lock = threading.Lock()  # the worker's threads report at once
 
     def observe(self, stage: str, seconds: float) -> None:
         with self._lock:
-            self.observed[stage] = self.observed.get(stage, 0.0) + seconds
+            self.observed[STAGES.index(stage)] += seconds
 
     def error(self, kind: str, count: int = 1) -> None:
         with self._lock:
             self.errors[kind] = self.errors.get(kind, 0) + count
 
-    def taken(self) -> dict[str, Any]:
+    def taken(self) -> tuple[list[float], dict[str, int]]:
         with self._lock:
-            found = {"observed": self.observed, "errors": self.errors}
-            self.observed, self.errors = {}, {}
+            found = self.observed, self.errors
+            self.observed, self.errors = [0.0] * len(STAGES), {}
         return found
 
 
@@ -79,24 +81,31 @@ def _attach(name: str) -> mmap.mmap:
 def main(argv: list[str]) -> int:
     """``python -m augstream_service.workers FD,FD,...:FD,FD,...``: a worker on the sockets
     its server passed it, a pipe and an announcing socket per lane (a server thread's); the
-    first message, on the first pipe, is its settings, its index and the number of workers."""
+    first message, on the first pipe, is its settings, its index, the number of workers and
+    the name of the block its cache figures go on."""
     pipes, announcing = argv[0].split(":")
     conns = [Connection(int(fd)) for fd in pipes.split(",")]
     dones = [int(fd) for fd in announcing.split(",")]
     try:
-        settings_json, index, count = pickle.loads(conns[0].recv_bytes())
+        settings_json, index, count, board = pickle.loads(conns[0].recv_bytes())
     except (EOFError, OSError):
         return 1
-    run(conns, dones, settings_json, index, count)
+    run(conns, dones, settings_json, index, count, board)
     return 0
 
 
 def run(
-    conns: list[Connection], dones: list[int], settings_json: str, index: int, count: int
+    conns: list[Connection],
+    dones: list[int],
+    settings_json: str,
+    index: int,
+    count: int,
+    board_name: str,
 ) -> None:
-    """A worker's life: set up from the settings, then make what it is sent, replying on the
-    pipe each task came by and announcing it on its lane's socket, until a pipe closes (the
-    server is stopping)."""
+    """A worker's life: set up from the settings, then make what it is sent, writing each
+    part's outcome into its block (and a reply on the pipe the task came by when there is
+    more to say) and announcing it on its lane's socket, until a pipe closes (the server is
+    stopping)."""
     import cv2
 
     from augstream_protocol.spec import StreamSpec
@@ -124,13 +133,13 @@ def run(
     uploads, limits = uploads_from(settings), limits_from(settings)
     plans: OrderedDict[str, StreamPlan] = OrderedDict()
     blocks: OrderedDict[str, mmap.mmap] = OrderedDict()
+    board = FiguresBoard(_attach(board_name), count)
 
     # The worker's threads share its plans and mapped blocks.
     held = threading.Lock()
     # Two threads may reply on one channel at once: the server gives a channel a task while
-    # an earlier one it left unread is still being made (``processes._Worker.release``).
+    # an earlier one it gave up is still being made; and they write one row of figures.
     sending = threading.Lock()
-    replies = itertools.count()
 
     def plan_for(key: str, spec_json: str, compact: bool, digest: str) -> StreamPlan:
         with held:
@@ -170,9 +179,11 @@ def run(
             return found
 
     def made(task: Task, lane: int) -> bool:
-        """Makes this worker's part of ``task``, replies on ``lane``'s pipe and announces it
-        on ``lane``'s socket; False once the pipe is closed."""
+        """Makes this worker's part of ``task``, writes its outcome into the block (and a
+        reply on ``lane``'s pipe if a sample failed or an error was counted) and announces
+        it on ``lane``'s socket; False once the pipe is closed."""
         ident = task[0]
+        reply: tuple[Any, ...] | None = None
         try:
             _, key, spec_json, compact, digest, epoch, every, name, shape, dtype, masks = task
             slots = owned_slots(every, count).get(index, [])
@@ -184,25 +195,28 @@ def run(
             if masks is not None:
                 mask_view = np.ndarray(masks, dtype=np.uint8, buffer=buffer, offset=x.nbytes)
             errors, seconds = make_samples(plan.spec, plan.source, epoch, ids, x, mask_view, slots)
+            outcome = outcome_at(shape, dtype, masks, count).views(buffer)
             # Each sample's CRC-32 while its bytes are in this core's cache: the server
             # combines them into the frame's instead of reading the whole batch again.
-            crcs = [
-                crc32(x[slot]) if error is None and ROW_CRCS else None
-                for slot, error in zip(slots, errors, strict=True)
-            ]
-            reply: tuple[Any, ...] = ("done", ident, errors, seconds, tally.taken(), crcs)
+            known = [error is None and ROW_CRCS for error in errors]
+            pairs = zip(slots, known, strict=True)
+            outcome.crcs[slots] = [crc32(x[slot]) if k else 0 for slot, k in pairs]
+            outcome.known[slots] = known
+            observed, counted = tally.taken()
+            outcome.seconds[index] = [seconds, *observed]
+            if counted or any(error is not None for error in errors):
+                reply = ("done", ident, errors, counted)
         except Exception as exc:  # reported to the main process, which makes it itself
             log.exception("worker %d could not make task %d", index, ident)
             reply = ("failed", ident, f"{type(exc).__name__}: {exc}")
         try:
             with sending:
-                # The cache figures as of this reply, numbered: the server reads its
-                # channels in any order and keeps the latest.
-                if reply[0] == "done":
-                    reply += (next(replies), reader.figures())
-                conns[lane].send_bytes(pickle.dumps(reply))
-                # After the reply: the server reads it once every owner has announced.
-                os.write(dones[lane], announcement(ident, index))
+                board.write(index, reader.figures())
+                if reply is not None:
+                    conns[lane].send_bytes(pickle.dumps(reply))
+                # After the outcome and the reply: the server reads them once every owner
+                # has announced.
+                os.write(dones[lane], announcement(ident, index, reply is not None))
         except OSError:  # the server closed the pipe (it is stopping): nobody is waiting
             return False
         return True

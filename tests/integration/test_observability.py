@@ -38,13 +38,20 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def server(image_root: Path, corrupt_root: Path) -> BackgroundServer:
-    """A server of its own, so the counters start from zero."""
-    settings = Settings(datasets=[image_root, corrupt_root], threads=2, heartbeat_s=0.5)
+def server(
+    image_root: Path, corrupt_root: Path, request: pytest.FixtureRequest
+) -> BackgroundServer:
+    """A server of its own, so the counters start from zero (with ``request.param`` worker
+    processes, whose figures come back through shared memory: ``reports``)."""
+    processes = getattr(request, "param", 0)
+    settings = Settings(
+        datasets=[image_root, corrupt_root], threads=2, heartbeat_s=0.5, processes=processes
+    )
     with BackgroundServer(create_app(settings)) as running:
         yield running
 
 
+@pytest.mark.parametrize("server", [0, 2], indirect=True, ids=["threads", "processes"])
 def test_metrics_move_as_a_stream_runs_and_status_shows_it(server: BackgroundServer) -> None:
     before = scrape(server.url)
     assert value(before, "augstream_active_streams") == 0
@@ -82,6 +89,7 @@ def test_metrics_move_as_a_stream_runs_and_status_shows_it(server: BackgroundSer
     assert value(scrape(server.url), "augstream_active_streams") == 0
 
 
+@pytest.mark.parametrize("server", [0, 2], indirect=True, ids=["threads", "processes"])
 def test_errors_are_counted_by_kind(server: BackgroundServer) -> None:
     with Client(server.url) as client:
         with pytest.raises(NotFoundError):

@@ -157,36 +157,71 @@ def test_a_worker_that_dies_is_replaced_and_no_batch_is_lost(roots: list[Path]) 
 
 
 @pytest.mark.parametrize("how", ["lost", "failed"])
-def test_a_reply_left_unread_is_not_taken_for_a_later_task_s(roots: list[Path], how: str) -> None:
-    # One server thread: one lane, a pipe to each worker. The first reply read fails (its
-    # worker is taken for lost, or it reports the task failed), so the other worker's reply
-    # to that batch is left unread on its pipe (and its announcement may come after the
-    # batch was given up); the lane must be free again, and the next task sent there must
-    # wait for its own announcements and reply, not take those (and return before its
-    # samples are written).
-    spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 4, "seed": 3,
-            "epochs": 2, "rotation_range": 15}  # fmt: skip
+def test_what_a_given_up_batch_left_is_not_taken_for_a_later_task_s(
+    roots: list[Path], how: str
+) -> None:
+    # One server thread: one lane, a pipe to each worker. The first batch is given up:
+    # "lost" before its owners announced it (their announcements come to the lane's socket
+    # after), "failed" as if a reply said so (the real reply, for the corrupt sample it
+    # left out, stays unread on the pipe). The lane must be free again, and the later tasks
+    # sent there must wait for their own announcements and read their own replies (the
+    # corrupt sample's owner replies again in each epoch), not take those.
+    spec = {"dataset": "broken", "target_size": (24, 20), "batch_size": 4, "seed": 3,
+            "epochs": 3, "rotation_range": 15}  # fmt: skip
     reference = _by_threads(roots, spec)
-    app = create_app(Settings(datasets=roots, threads=1, processes=2))
+    app = create_app(Settings(datasets=roots, threads=1, processes=2, on_corrupt="skip"))
+    given_up: list[int] = []
+    read: list[int] = []
     with BackgroundServer(app) as server:
         pool = app.state.augstream.processes
-        failed: list[int] = []
-        for worker in pool._workers:
+        if how == "lost":
+            real_await = pool._await
+
+            def wait(lane: int, ident: int, workers: Any) -> Any:
+                if not given_up:
+                    given_up.append(ident)
+                    raise WorkerLostError("lost, as far as this batch knows")
+                return real_await(lane, ident, workers)
+
+            pool._await = wait
+        else:
+            for worker in pool._workers:
+                real = worker.reply
+
+                def reply(lane: int, ident: int, real: Any = real) -> Any:
+                    if not given_up:
+                        given_up.append(ident)
+                        return ("failed", ident, "could not make it, as far as this batch knows")
+                    read.append(ident)
+                    return real(lane, ident)
+
+                worker.reply = reply
+        got = _read(server.url, **spec)
+    assert given_up and (how == "lost" or read)
+    assert [b.sample_ids for b in got] == [b.sample_ids for b in reference]
+    assert [b.x.tobytes() for b in got] == [b.x.tobytes() for b in reference]
+
+
+def test_a_batch_whose_samples_were_all_made_is_read_without_a_reply(roots: list[Path]) -> None:
+    # Its outcome (CRCs, seconds) is in the block: the server reads no worker's reply,
+    # however many workers; only the corrupt sample's owner replies, with its error.
+    spec = {"dataset": "pets", "target_size": (24, 20), "batch_size": 8, "seed": 5, "epochs": 2}
+    app = create_app(Settings(datasets=roots, threads=2, processes=2, on_corrupt="skip"))
+    replies: list[int] = []
+    with BackgroundServer(app) as server:
+        for worker in app.state.augstream.processes._workers:
             real = worker.reply
 
             def reply(lane: int, ident: int, real: Any = real) -> Any:
-                if not failed:
-                    failed.append(ident)
-                    real(lane, ident)
-                    if how == "failed":
-                        return ("failed", ident, "could not make it, as far as this batch knows")
-                    raise WorkerLostError("lost, as far as this batch knows")
+                replies.append(ident)
                 return real(lane, ident)
 
             worker.reply = reply
-        got = _read(server.url, **spec)
-    assert failed
-    assert [b.x.tobytes() for b in got] == [b.x.tobytes() for b in reference]
+        clean = _read(server.url, **spec)
+        assert clean and not replies
+        broken = _read(server.url, **{**spec, "dataset": "broken"})
+    # One reply per epoch, from the corrupt sample's owner, naming it in its batch.
+    assert len(replies) == sum(len(b.skipped) for b in broken) == 2
 
 
 def test_a_server_stopped_under_its_workers_stops_quietly(
