@@ -6,14 +6,31 @@ and how much of /dev/shm a cache may keep.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 from collections import defaultdict
 from multiprocessing.shared_memory import SharedMemory
 
-__all__ = ["Blocks", "SharedMemoryFullError", "shm_free", "shm_has_room"]
+__all__ = ["Blocks", "SharedMemoryFullError", "held_blocks", "shm_free", "shm_has_room"]
 
 #: Bytes of free shared-memory blocks kept for reuse (more are unlinked at once).
 _FREE_BYTES = 512 << 20
+
+#: Blocks this process holds, every pool's (each keeps two open files: ``SharedMemory``'s
+#: descriptor and the one its mapping duplicates).
+_held = 0
+_held_lock = threading.Lock()
+
+
+def held_blocks() -> int:
+    """How many shared-memory blocks this process holds (in use, kept or free)."""
+    return _held
+
+
+def _count(change: int) -> None:
+    global _held
+    with _held_lock:
+        _held += change
 
 
 class SharedMemoryFullError(RuntimeError):
@@ -47,6 +64,7 @@ class Blocks:
                 block.unlink()
                 raise SharedMemoryFullError(f"/dev/shm: {exc.strerror}") from exc
             self._all[block.name] = block
+            _count(1)
             return block
 
     def give(self, block: SharedMemory) -> None:
@@ -61,6 +79,7 @@ class Blocks:
         block.close()
         if known is not None:
             block.unlink()
+            _count(-1)
 
     def close(self) -> None:
         """Unlink every block (one still viewed stays mapped until its arrays go)."""
@@ -72,6 +91,7 @@ class Blocks:
             every, self._all = list(self._all.values()), {}
         for block in every:
             block.unlink()
+        _count(-len(every))
         for block in free:
             block.close()
 
@@ -93,13 +113,21 @@ def shm_free() -> int:
 #: at least ``_SHM_KEEP_MIN`` (the workers' next batches need blocks too).
 _SHM_KEEP_SHARE = 0.25
 _SHM_KEEP_MIN = 256 << 20
+#: The share of the process's open files the blocks may take: a cache of small batches
+#: (32 x 32 images: 0.4 MB a batch) could keep thousands of blocks, and their descriptors
+#: would leave none for connections and files.
+_FILES_SHARE = 0.25
 
 
 def shm_has_room(nbytes: int) -> bool:
     """Whether a cache may keep a batch's block of ``nbytes`` (rather than a copy of the
     batch) and leave the workers room: a roomy /dev/shm (a host's, or a container's given
     gigabytes) keeps blocks, saving a copy and a fresh allocation per batch; a small one
-    (a container's default 64 MiB) gets copies, so blocks go back to the pool at once."""
+    (a container's default 64 MiB) gets copies, so blocks go back to the pool at once. So
+    do the batches past what a share of the open files allows (``_FILES_SHARE``)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and 2 * (_held + 1) > _FILES_SHARE * soft:
+        return False
     try:
         found = os.statvfs("/dev/shm")
     except OSError:
