@@ -42,7 +42,7 @@ from .batching import allocate_images, allocate_masks
 from .making import make_samples
 from .metrics import Metrics
 from .openfiles import ensure_open_files
-from .reports import STAGES, FiguresBoard, OutcomeViews, outcome_at
+from .reports import STAGES, FiguresBoard, Outcome, outcome_at
 from .shm import Blocks, SharedMemoryFullError, shm_free
 from .workerhandle import ANNOUNCEMENT, Worker, WorkerLostError, announced, owned_slots
 
@@ -161,9 +161,8 @@ class ProcessPool:
             masks = None
         else:
             masks = base[x_bytes : x_bytes + math.prod(mask_shape)].reshape(mask_shape)
-        views = outcome.views(base)  # where the owners say what they made
         try:
-            made = self._dispatch(plan, epoch, ids, block.name, x, mask_shape, views)
+            made = self._dispatch(plan, epoch, ids, block.name, base, x, mask_shape, outcome)
             errors, seconds, crcs = made
         except WorkerLostError as exc:
             if self._closed:  # stopped under it: the stream that wanted it is gone
@@ -197,9 +196,10 @@ class ProcessPool:
         epoch: int,
         ids: list[int],
         name: str,
+        block: Array,
         x: Array,
         mask_shape: tuple[int, ...] | None,
-        outcome: OutcomeViews,
+        outcome: Outcome,
     ) -> tuple[list[str | None], float, list[int | None]]:
         owned = owned_slots(ids, self.count)
         ident = next(self._ids)
@@ -230,11 +230,9 @@ class ProcessPool:
             # Given up before every reply was read: the lane is free again, with replies
             # and announcements the next batch on it drops (they name another task).
             self._lanes.put(lane)
-        crcs: list[int | None] = outcome.crcs.tolist()
-        if not outcome.known.all():
-            crcs = [crc if known else None for crc, known in zip(crcs, outcome.known, strict=True)]
-        # Each owner's seconds augmenting, then reading and decoding (``reports.STAGES``).
-        seconds = outcome.seconds[list(owned)].sum(axis=0).tolist()
+        # What the owners made (each image's CRC-32), and their seconds augmenting, then
+        # reading and decoding (``reports.STAGES``).
+        crcs, seconds = outcome.read(block, owned)
         self._count(seconds[1:], counted)
         return errors, seconds[0], crcs
 

@@ -195,15 +195,15 @@ def run(
             if masks is not None:
                 mask_view = np.ndarray(masks, dtype=np.uint8, buffer=buffer, offset=x.nbytes)
             errors, seconds = make_samples(plan.spec, plan.source, epoch, ids, x, mask_view, slots)
-            outcome = outcome_at(shape, dtype, masks, count).views(buffer)
             # Each sample's CRC-32 while its bytes are in this core's cache: the server
             # combines them into the frame's instead of reading the whole batch again.
-            known = [error is None and ROW_CRCS for error in errors]
-            pairs = zip(slots, known, strict=True)
-            outcome.crcs[slots] = [crc32(x[slot]) if k else 0 for slot, k in pairs]
-            outcome.known[slots] = known
+            crcs = [
+                crc32(x[slot]) if error is None and ROW_CRCS else None
+                for slot, error in zip(slots, errors, strict=True)
+            ]
             observed, counted = tally.taken()
-            outcome.seconds[index] = [seconds, *observed]
+            outcome = outcome_at(shape, dtype, masks, count)
+            outcome.write(buffer, index, slots, crcs, [seconds, *observed])
             if counted or any(error is not None for error in errors):
                 reply = ("done", ident, errors, counted)
         except Exception as exc:  # reported to the main process, which makes it itself

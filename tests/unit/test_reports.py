@@ -30,18 +30,21 @@ def test_a_workers_figures_read_back_as_its_reader_gave_them() -> None:
     ("shape", "dtype", "masks"),
     [((5, 3, 3, 3), "uint8", None), ((4, 2, 3, 1), "float32", (4, 2, 3, 1))],
 )
-def test_a_batchs_outcome_lies_after_its_arrays_and_keeps_off_them(
+def test_a_batchs_outcome_lies_after_its_arrays_and_reads_back_its_owners_parts(
     shape: tuple[int, ...], dtype: str, masks: tuple[int, ...] | None
 ) -> None:
     outcome = outcome_at(shape, dtype, masks, workers=3)
     arrays = np.prod(shape) * np.dtype(dtype).itemsize + (np.prod(masks) if masks else 0)
     assert outcome.offset >= arrays and outcome.offset % 8 == 0
-    block = np.zeros(outcome.end, dtype=np.uint8)
-    views = outcome.views(block)
-    views.seconds[2] = [1.5, 0.25, 0.125]
-    views.crcs[:] = 0xFFFFFFFF
-    views.known[:] = 1
-    assert not block[:arrays].any()  # the images and masks untouched
-    assert views.seconds.tolist()[2] == [1.5, 0.25, 0.125] and not views.seconds[:2].any()
-    assert views.crcs.tolist() == [0xFFFFFFFF] * shape[0] and views.known.all()
-    assert block[outcome.offset :].any() and block[-1] == 1  # the block ends with them
+    block = np.full(outcome.end, 0xAB, dtype=np.uint8)  # a reused block: not zeros
+    slots = list(range(shape[0]))
+    outcome.write(block, 0, slots[::2], [0xFFFFFFFF, None, 7][: len(slots[::2])], [1.5, 0.25, 0])
+    outcome.write(block, 2, slots[1::2], [5] * len(slots[1::2]), [0.5, 0.125, 2e-9])
+    assert (block[:arrays] == 0xAB).all()  # the images and masks untouched
+    crcs, seconds = outcome.read(block, [0, 2])  # worker 1 owned nothing: its row is stale
+    expected: list[int | None] = [None] * len(slots)
+    expected[::2] = [0xFFFFFFFF, None, 7][: len(slots[::2])]
+    expected[1::2] = [5] * len(slots[1::2])
+    assert crcs == expected
+    assert seconds == [2.0, 0.375, 2e-9]
+    assert outcome.end == block.size  # the block ends with it
