@@ -99,7 +99,9 @@ def outcome_at(
 
 class FiguresBoard:
     """Each worker's cache figures, a row per worker in a shared-memory block: the worker
-    writes its row after each part of a batch it makes, the server reads it when asked."""
+    writes its row after each part of a batch it makes, the server reads it when asked (a
+    read while the worker writes may mix two of its reports: counters to watch, not to
+    account by)."""
 
     def __init__(self, buffer: Any, workers: int) -> None:
         self._rows = np.ndarray((workers, _ROW), dtype=np.int64, buffer=buffer)
@@ -131,5 +133,7 @@ class FiguresBoard:
         found: dict[str, Any] = {"decodes": row[_DECODES], "store_reads": row[_READS]}
         for n, cache in enumerate(_CACHES):
             start = _CACHED + n * len(CACHE_FIGURES)
-            found[cache] = dict(zip(CACHE_FIGURES, row[start:], strict=False))  # the padding left
+            found[cache] = dict(
+                zip(CACHE_FIGURES, row[start : start + len(CACHE_FIGURES)], strict=True)
+            )
         return found
