@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from augstream import Batch, Client, RetryPolicy
+from augstream import Batch, Client, RetryPolicy, Stream
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
 from tests.cluster import NAME, NameServer
@@ -49,10 +49,10 @@ def _reference(url: str) -> list[Batch]:
 
 
 def _stream(
-    url: str, dns: NameServer, events: dict[int, Callable[[], Any]]
+    url: str, dns: NameServer, events: dict[int, Callable[[Stream], Any]]
 ) -> tuple[list[Batch], dict[str, int], dict[str, str]]:
-    """The whole finite stream through the cluster's name; ``events[n]`` runs after the
-    n-th batch. Returns the batches, each replica's batches, and the replicas left out."""
+    """The whole finite stream through the cluster's name; ``events[n](stream)`` runs after
+    the n-th batch. Returns the batches, each replica's batches, and the replicas left out."""
     got: list[Batch] = []
     with (
         Client(
@@ -64,7 +64,7 @@ def _stream(
             got.append(stream.next_batch(timeout=120))
             event = events.get(len(got))
             if event is not None:
-                event()
+                event(stream)
         with pytest.raises(StopIteration):
             stream.next_batch(timeout=120)
         return got, stream.replicas, stream.left_out
@@ -95,18 +95,26 @@ def test_replicas_join_drain_and_die_mid_epoch_and_the_stream_stays_one_servers(
     dns.set(*hosts[:3])
     reference = _reference(replicas["127.0.0.2"].url)
 
-    def scale_up() -> None:
+    def scale_up(stream: Stream) -> None:
         replicas["127.0.0.5"].start()
         dns.set(*hosts)
+        # The consumer waits until the client has taken the replica in, as a trainer's
+        # steps would give it time to: the others prefetch far ahead (the whole rest of
+        # the stream, on a loaded machine) while the next events come in a blink, and
+        # the joined replica would find nothing left to make.
+        deadline = time.monotonic() + 30
+        while not any(httpx.URL(u).host == "127.0.0.5" for u in stream.replicas):
+            assert time.monotonic() < deadline, f"127.0.0.5 never joined: {stream.replicas}"
+            time.sleep(0.05)
 
-    def drain() -> None:  # a scale-down: the endpoint leaves the name, then SIGTERM
+    def drain(_: Stream) -> None:  # a scale-down: the endpoint leaves the name, then SIGTERM
         dns.set("127.0.0.2", "127.0.0.4", "127.0.0.5")
         replicas["127.0.0.3"].kill(signal.SIGTERM)
 
-    def crash() -> None:  # a node lost: SIGKILL, the name still lists it for a while
+    def crash(_: Stream) -> None:  # a node lost: SIGKILL, the name still lists it for a while
         replicas["127.0.0.4"].kill(signal.SIGKILL)
 
-    def forget() -> None:
+    def forget(_: Stream) -> None:
         dns.set("127.0.0.2", "127.0.0.5")
 
     events = {6: scale_up, 24: drain, 38: crash, 44: forget}
