@@ -37,7 +37,7 @@ def _measure(code: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]
     return gil.measure(
         root, cold=args.cold, processes=args.processes, threads=args.threads,
         fields=fields, seconds=args.seconds, pace=args.pace,
-        isolated=args.isolated or args.awake, awake=args.awake,
+        isolated=args.isolated or args.awake, awake=args.awake, servers=args.servers,
     )  # fmt: skip
 
 

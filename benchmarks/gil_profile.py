@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.comparison import gil
+from benchmarks.comparison.box import wait_for_siblings
 from benchmarks.comparison.dataset import ensure_dataset
 from benchmarks.comparison.ours import served
 from benchmarks.comparison.process import serve
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         root = ensure_dataset(Path(tmp) / "imagenet-like", args.images)
-        with serve(root, args.threads, gil.server_env(args.processes, args.cold)) as server:
+        env = gil.server_env(args.processes, args.cold, args.servers)
+        with serve(root, args.threads, env) as server:
+            # With --servers, the first server process's profile (the stream is spread).
+            wait_for_siblings(server.url)
             stream = served(server.url, **(gil.PHOTOMETRIC if args.photometric else {}))
             pids = gil.server_processes(server.pid)
             isolated = args.isolated or args.awake

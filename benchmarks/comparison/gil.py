@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .box import box_processes, wait_for_siblings
 from .ours import served
 from .process import serve
 from .work import BATCH
@@ -117,6 +118,9 @@ def add_arguments(
     )
     parser.add_argument(
         "--awake", action="store_true", help="isolated, its core kept awake (keep_awake)"
+    )
+    parser.add_argument(
+        "--servers", type=int, default=1, help="server processes, the box shared out (1)"
     )
     parser.add_argument("--images", type=int, default=1000, help="JPEGs to generate (1000)")
 
@@ -266,9 +270,11 @@ def _share(path: Path, seconds: float) -> float:
     return samples / (RATE * seconds)
 
 
-def server_env(processes: int, cold: bool) -> dict[str, str]:
-    """The settings of a measured server: ``processes`` workers, caches off if ``cold``."""
-    return {"AUGSTREAM_PROCESSES": str(processes), **(_COLD if cold else {})}
+def server_env(processes: int, cold: bool, servers: int = 1) -> dict[str, str]:
+    """The settings of a measured server: ``processes`` workers, caches off if ``cold``,
+    ``servers`` server processes (the box's threads and workers shared out over them)."""
+    env = {"AUGSTREAM_PROCESSES": str(processes), **(_COLD if cold else {})}
+    return env | ({"AUGSTREAM_SERVERS": str(servers)} if servers > 1 else {})
 
 
 def ready(stream: Iterator[Any], root: Path, cold: bool, pace: float) -> float:
@@ -313,33 +319,40 @@ def measure(
     pace: float = 1.0,
     isolated: bool = False,
     awake: bool = False,
+    servers: int = 1,
 ) -> dict[str, Any]:
     """Serve ``root`` (the benchmark's work, plus ``fields``) to one stream and sample every
     server process's GIL for ``seconds``: images/s, each process's share and microseconds of
     GIL per image, the busiest, and the ceiling they imply. ``isolated``: the server process
     on a core of its own (``isolate``) from the warm-up on; ``awake``: that core kept awake
-    (``keep_awake``)."""
+    (``keep_awake``). ``servers``: that many server processes (``--servers``), the stream
+    spread over them; the server's figure is the busiest server process's."""
+    if isolated and servers > 1:
+        raise ValueError("isolated puts one server process on a core of its own")
     with (
-        serve(root, threads, server_env(processes, cold)) as server,
+        serve(root, threads, server_env(processes, cold, servers)) as server,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        wait_for_siblings(server.url)
         stream = served(server.url, **(fields or {}))
-        pids = server_processes(server.pid)
+        names = box_processes(server.pid)
+        pids = list(names)
         with isolation(pids, isolated, awake), contextlib.closing(stream):
             interval = ready(stream, root, cold, pace)
             spies = held(pids, seconds, Path(tmp))
             cpu = {pid: cpu_seconds(pid) for pid in pids}
             rate, elapsed = paced(stream, interval, spies)
             used = {pid: cpu_seconds(pid) - cpu[pid] for pid in pids}
-        names = {pid: "server" if n == 0 else f"worker {n}" for n, pid in enumerate(pids)}
         gil = {names[pid]: _share(Path(tmp) / f"{pid}.txt", seconds) for pid in pids}
         cpus = {names[pid]: used[pid] / elapsed for pid in pids}
-    gil = {name: share for name, share in gil.items() if share > 0 or name == "server"}
+    gil = {name: share for name, share in gil.items() if share > 0 or name.startswith("server")}
     # Each process's hold: the smaller of its GIL share and its CPU share (see above).
     holds = {name: min(share, cpus[name]) for name, share in gil.items()}
     busiest = max(holds, key=holds.__getitem__)
+    hold = max(share for name, share in holds.items() if name.startswith("server"))
     return {
-        "server_ceiling_images_per_s": round(rate / max(holds["server"], 1e-9)),
+        "servers": servers,
+        "server_ceiling_images_per_s": round(rate / max(hold, 1e-9)),
         "images_per_s": round(rate, 1),
         "gil_share": {name: round(share, 3) for name, share in gil.items()},
         "cpu_share": {name: round(cpus[name], 3) for name in gil},
@@ -368,7 +381,10 @@ def _each(row: dict[str, Any], key: str) -> str:
 
 
 def placement(row: dict[str, Any]) -> str:
-    """``, isolated`` or ``, isolated, awake`` for a row measured so; else nothing."""
+    """``, isolated`` or ``, isolated, awake`` for a row measured so, ``, 2 servers`` for
+    one of several server processes; else nothing."""
+    if row.get("servers", 1) > 1:
+        return f", {row['servers']} servers"
     if not row.get("isolated"):
         return ""
     return ", isolated, awake" if row.get("awake") else ", isolated"

@@ -97,32 +97,34 @@ def _gil(
     """(h) every configuration: the benchmark's work and a photometric one, cold and warm,
     threads alone and one worker process per core, and the benchmark's with the server
     process isolated on a core of its own (given 2 cores), that core also kept awake
-    (``gil.keep_awake``); ``rounds`` times in turn, each configuration's median round kept
-    (one window's ceiling varies by a quarter here)."""
+    (``gil.keep_awake``), and the box's cores shared by two server processes
+    (``--servers 2``) that one stream is spread over; ``rounds`` times in turn, each
+    configuration's median round kept (one window's ceiling varies by a quarter here)."""
     from . import gil
 
     if not gil.available():
         print("(h) skipped: py-spy is not installed", file=sys.stderr)
         return []
     cores = len(os.sched_getaffinity(0))
-    # (work, its fields, cold, processes, isolated, awake)
+    # (work, its fields, cold, processes, isolated, awake, servers)
     configs = [
-        (work, fields, cold, processes, False, False)
+        (work, fields, cold, processes, False, False, 1)
         for work, fields in (("benchmark", {}), ("photometric", gil.PHOTOMETRIC))
         for cold in (True, False)
         for processes in (0, cores)
     ]
     if cores >= 2:
         configs += [
-            ("benchmark", {}, cold, cores, True, awake)
+            ("benchmark", {}, cold, cores, True, awake, 1)
             for awake in (False, True)
             for cold in (True, False)
         ]
+        configs += [("benchmark", {}, cold, cores, False, False, 2) for cold in (True, False)]
     found: list[list[dict[str, Any]]] = [[] for _ in configs]
     for number in range(1, rounds + 1):
         for rows, config in zip(found, configs, strict=True):
-            work, fields, cold, processes, isolated, awake = config
-            placed = {"isolated": isolated, "awake": awake}
+            work, fields, cold, processes, isolated, awake, servers = config
+            placed = {"isolated": isolated, "awake": awake, "servers": servers}
             label = f"{work}, {'cold' if cold else 'warm'}, processes={processes}"
             label += f"{gil.placement(placed)}, round {number}/{rounds}"
             print(f"(h) GIL held, {label} ...", file=sys.stderr, flush=True)
@@ -136,6 +138,7 @@ def _gil(
                 pace=pace,
                 isolated=isolated,
                 awake=awake,
+                servers=servers,
             )
             rows.append({"work": work, "cold": cold, "processes": processes, **placed} | figures)
     return [gil.median_round(rows) for rows in found]

@@ -18,8 +18,10 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import dns.exception
@@ -32,6 +34,10 @@ __all__ = ["Discovery", "Endpoint", "Replicas", "nameservers_from"]
 log = logging.getLogger("augstream")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Seconds a server has to say which sibling processes it has, and how long an address
+#: that did not answer waits before it is asked again (at first: then twice as long).
+_ASK_TIMEOUT_S = 2.0
+_ASK_AGAIN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class Endpoint:
     address: str
     #: The ``Host`` header (and TLS server name), as the given URL names it.
     host: str
+    #: One of the other server processes of a found endpoint's box (``--servers``).
+    sibling: bool = False
 
     @property
     def extensions(self) -> dict[str, Any]:
@@ -89,6 +97,14 @@ def _literal(host: str) -> bool:
 def _base(scheme: str, address: str, port: int) -> str:
     shown = f"[{address}]" if ":" in address else address
     return f"{scheme}://{shown}:{port}"
+
+
+def _at_port(endpoint: Endpoint, port: int) -> Endpoint:
+    """``endpoint``'s sibling on ``port``: the same address and name, another port."""
+    address = str(httpx.URL(endpoint.address).copy_with(port=port)).rstrip("/")
+    name = httpx.URL(endpoint.url).host
+    host = f"{f'[{name}]' if ':' in name else name}:{port}"
+    return Endpoint(endpoint.url, address, host, sibling=True)
 
 
 class Discovery:
@@ -173,8 +189,11 @@ class Replicas:
         timeout: httpx.Timeout,
         headers: dict[str, str] | None = None,
         hooks: dict[str, list[Callable[[httpx.Response], None]]] | None = None,
+        auth: dict[str, str] | None = None,
     ) -> None:
         self.discovery = discovery
+        #: Sent (with ``headers``) when a server is asked for its siblings: its API key.
+        self.auth = dict(auth or {})
         self.timeout = timeout
         self.headers = dict(headers or {})
         #: httpx event hooks of every client made here (the client's version check).
@@ -183,6 +202,11 @@ class Replicas:
         self._fixed: list[Endpoint] | None = None
         self._own: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
+        #: Each address's box's server ports (``augstream serve --servers``): learnt from a
+        #: stream's header, or a sibling's answer when it was asked.
+        self._ports: dict[str, list[int]] = {}
+        #: When an address that did not answer is asked again, and the wait after that.
+        self._ask_again: dict[str, tuple[float, float]] = {}
 
     @classmethod
     def fixed(cls, clients: Sequence[httpx.Client]) -> Replicas:
@@ -199,10 +223,76 @@ class Replicas:
         return self.discovery.urls
 
     def endpoints(self) -> list[Endpoint]:
-        """The endpoints as the names resolve now."""
+        """The endpoints as the names resolve now, each followed by its siblings: the other
+        server processes of its box that a stream's header named (``learn``) and that
+        answer there."""
         if self._fixed is not None:
             return list(self._fixed)
-        return self.discovery.resolve()
+        found: list[Endpoint] = []
+        for endpoint in self.discovery.resolve():
+            for one in [endpoint, *self._siblings_of(endpoint)]:
+                if one not in found:
+                    found.append(one)
+        return found
+
+    def learn(self, endpoint: Endpoint, ports: list[int]) -> bool:
+        """``endpoint``'s box runs server processes on ``ports`` (its stream header said so):
+        whether that is news (the next ``endpoints()`` then has those that answer)."""
+        if self._fixed is not None or not ports:
+            return False
+        with self._lock:
+            known = self._ports.get(endpoint.address)
+            self._ports[endpoint.address] = list(ports)
+        return known != ports
+
+    def _siblings_of(self, endpoint: Endpoint) -> list[Endpoint]:
+        with self._lock:
+            ports = self._ports.get(endpoint.address)
+        if not ports:
+            return []
+        own = httpx.URL(endpoint.address).port
+        found = []
+        for port in ports:
+            if port == own:
+                continue
+            # A sibling's port may not be reachable where this one is (behind a proxy), or
+            # it may be starting: only one that answers, naming the same box, takes part.
+            sibling = _at_port(endpoint, port)
+            if self._asked(sibling.address, partial(self._sibling_ports, sibling)) == ports:
+                found.append(sibling)
+        return found
+
+    def _asked(self, address: str, ask: Callable[[], list[int] | None]) -> list[int] | None:
+        """``address``'s ``sibling_ports``, asked once it answers; until then asked again
+        after a back-off (5 s, doubling to a minute), None meanwhile."""
+        with self._lock:
+            if address in self._ports:
+                return self._ports[address]
+            again_at, wait = self._ask_again.get(address, (0.0, _ASK_AGAIN_S))
+            if time.monotonic() < again_at:
+                return None
+        answer = ask()
+        with self._lock:
+            if answer is None:
+                self._ask_again[address] = (time.monotonic() + wait, min(60.0, 2 * wait))
+            else:
+                self._ports[address] = answer
+        return answer
+
+    def _sibling_ports(self, endpoint: Endpoint) -> list[int] | None:
+        """``endpoint``'s ``sibling_ports``, None if it did not answer."""
+        try:
+            response = self.http(endpoint).get(
+                "/v1/server",
+                headers=self.auth,
+                timeout=_ASK_TIMEOUT_S,
+                extensions=endpoint.extensions,
+            )
+            if response.status_code != 200:
+                return None
+            return [int(port) for port in response.json().get("sibling_ports", [])]
+        except (httpx.HTTPError, ValueError, TypeError):
+            return None
 
     def adopt(self, url: str, client: httpx.Client) -> None:
         """Use ``client`` (closed by its owner) for the endpoint that is ``url`` itself (an

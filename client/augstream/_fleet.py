@@ -165,13 +165,22 @@ class Fleet:
         self._reconnected = 0
 
     def start(
-        self, first: Endpoint, connection: Connection, count: int | None, others: list[Endpoint]
+        self,
+        first: Endpoint,
+        connection: Connection,
+        count: int | None,
+        others: list[Endpoint],
+        *,
+        resolve: bool = False,
     ) -> None:
         """Start with ``first``'s open connection, which asked for ``count`` batches (None:
-        all), and a worker for each of ``others``."""
+        all), and a worker for each of ``others``; ``resolve``: look for replicas at once
+        (the first's header named sibling processes)."""
         self._add(first, connection, count)
         for endpoint in others:
             self._add(endpoint)
+        if resolve:
+            self._nudge.set()
         self._thread = threading.Thread(target=self._watch, name="augstream-fleet", daemon=True)
         self._thread.start()
 
@@ -311,7 +320,9 @@ class Fleet:
             if unfit is not None:
                 self.exclude(endpoint, unfit)
                 continue
-            log.warning("augstream: replica %s joins the stream", endpoint)
+            # A box's own server processes joining is how it streams, not news.
+            say = log.info if endpoint.sibling else log.warning
+            say("augstream: replica %s joins the stream", endpoint)
             self._add(endpoint)
 
     def _revive(self, now: float) -> None:

@@ -98,7 +98,7 @@ class Client:
         agent = {"User-Agent": "augstream-client"}
         servers = None if nameservers is None else nameservers_from(",".join(nameservers))
         hooks: dict[str, list[Callable[[httpx.Response], None]]] = {"response": [watch_version]}
-        self._replicas = Replicas(Discovery(urls, servers), limits, agent, hooks)
+        self._replicas = Replicas(Discovery(urls, servers), limits, agent, hooks, self._headers)
         self._http = httpx.Client(
             base_url=urls[0], timeout=limits, headers=agent, event_hooks=hooks
         )

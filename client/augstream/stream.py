@@ -188,7 +188,10 @@ class Stream(Iterator[Any]):
         )
         for endpoint, reason in left_out.items():
             fleet.exclude(endpoint, reason)
-        fleet.start(endpoints[index], first, count, [e for e in endpoints if e != endpoints[index]])
+        # A box of several server processes: the fleet takes them in at its first look.
+        siblings = replicas.learn(endpoints[index], header.sibling_ports)
+        others = [e for e in endpoints if e != endpoints[index]]
+        fleet.start(endpoints[index], first, count, others, resolve=siblings)
         # Stopped even when the stream is dropped without close().
         self._finalizer = weakref.finalize(self, fleet.stop)
         self._header = header

@@ -63,6 +63,9 @@ class ServerInfo(BaseModel):
     #: Where the server serves the client of its own version, for ``pip install URL``
     #: (``/client/augstream-<version>-py3-none-any.whl``); None from servers before it.
     client_wheel: str | None = None
+    #: The ports of the server processes on this server's box, its own among them
+    #: (``augstream serve --servers``): a client spreads each stream over all of them.
+    sibling_ports: list[int] = []
 
 
 class StreamHeader(BaseModel):
@@ -81,6 +84,9 @@ class StreamHeader(BaseModel):
     #: The server's digests of the numerics families this stream's bytes depend on;
     #: replicas whose digests differ are never mixed in one stream.
     numerics: dict[str, str] = {}
+    #: The ports of the server processes on the serving box (``augstream serve
+    #: --servers``), its own among them: the client spreads the stream over them too.
+    sibling_ports: list[int] = []
 
 
 class InputWait(BaseModel):

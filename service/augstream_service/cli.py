@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .siblings import SIBLING_OPTION
+
 __all__ = ["add_serve_arguments", "serve"]
 
 
@@ -49,6 +51,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="worker processes that make the batches' samples, each with its own GIL "
         "(default: one per 4 cores from 8 cores on, 0 below: the threads make them)",
     )
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=None,
+        help="server processes on this box, on ports --port, --port + 1, ...; each gets its "
+        "share of the threads, processes, caches and memory, and clients spread each stream "
+        "over all of them (default: 1)",
+    )
+    parser.add_argument(SIBLING_OPTION, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--worker-threads",
         type=int,
@@ -144,6 +155,7 @@ def serve(args: argparse.Namespace) -> int:
             "threads": args.threads,
             "processes": args.processes,
             "worker_threads": args.worker_threads,
+            "servers": args.servers,
             "prefetch": args.prefetch,
             "upload_dir": args.upload_dir,
             "on_corrupt": args.on_corrupt,
@@ -183,19 +195,41 @@ def serve(args: argparse.Namespace) -> int:
     # them (a no-op when the environment already says what the settings ask).
     restart_with(settings.numerics)
     from .app import create_app
+    from .siblings import Siblings, follow_parent, ports_of, share
 
+    try:
+        ports = ports_of(args.port, settings.servers, args.sibling_ports)
+    except ValueError as exc:
+        raise SystemExit(f"augstream serve: {exc}") from None
+    first = args.sibling_ports is None
+    settings = share(settings, len(ports)).model_copy(update={"sibling_ports": ports})
     configure_logging(args.log_level)
-    if not settings.api_keys and not _loopback(args.host):
+    if not first:
+        follow_parent()
+    elif not settings.api_keys and not _loopback(args.host):
         logging.getLogger("augstream").warning(
             "listening on %s without API keys: anyone who can reach this port can read the "
             "datasets; pass --api-key-file",
             args.host,
         )
     app = create_app(settings)
-    _check_folders(app, settings.datasets)
-    _tell_trainers(args.host, args.port)
-    # On SIGTERM streams end with go-away frames; their clients resume elsewhere.
+    siblings = Siblings(ports) if first and ports else None
+    if first:
+        _check_folders(app, settings.datasets)
+        _tell_trainers(args.host, args.port)
+    if siblings is not None:
+        siblings.start()
+        logging.getLogger("augstream").info(
+            "%d server processes on ports %d-%d", len(ports), ports[0], ports[-1]
+        )
+    config = server_config(app, args.host, args.port, args.log_level)
+    # On SIGTERM streams end with go-away frames; their clients resume elsewhere (the
+    # siblings are told at once, so that they drain together).
     # uvicorn re-raises the Ctrl-C it handled as KeyboardInterrupt: that was a clean stop.
-    with contextlib.suppress(KeyboardInterrupt):
-        DrainingServer(server_config(app, args.host, args.port, args.log_level)).run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            DrainingServer(config, siblings.signal if siblings else None).run()
+    finally:
+        if siblings is not None:
+            siblings.stop()
     return 0

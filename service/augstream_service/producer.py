@@ -11,7 +11,7 @@ import asyncio
 import ipaddress
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import cast
 
@@ -200,6 +200,7 @@ async def stream_frames(
     on_error: Callable[[str], None] = _ignore,
     batches: Callable[[int, int], Future[EncodedBatch]] | None = None,
     window: BatchWindow | None = None,
+    sibling_ports: Sequence[int] = (),
 ) -> AsyncIterator[Chunk | Frame]:
     """The whole response body: header, batches in order (each a ``Frame`` of parts), then
     an end frame if finite.
@@ -213,8 +214,11 @@ async def stream_frames(
     status line is already sent).
     When ``draining()`` turns true the stream ends with a go-away frame naming the next batch
     the client has not received, so it resumes elsewhere without losing or repeating one.
+    The header names ``sibling_ports``, the box's server processes, for the client to
+    spread the stream over (``siblings``).
     """
-    yield encode_json_frame(FrameKind.HEADER, plan.header())
+    told = {"sibling_ports": list(sibling_ports)} if sibling_ports else {}
+    yield encode_json_frame(FrameKind.HEADER, {**plan.header(), **told})
     if batches is None:
 
         def batches(epoch: int, batch: int) -> Future[EncodedBatch]:

@@ -166,6 +166,7 @@ def server_info(state: State) -> dict[str, Any]:
         "memory": state.budget.figures(),
         "workers": state.fair.figures() if state.fair is not None else None,
         "active_streams": state.slots.active,
+        "sibling_ports": settings.sibling_ports,
         "skipped_samples": state.metrics.skipped_counts(),
         "numerics": fingerprint(),
         "libraries": libraries(),
@@ -386,6 +387,7 @@ async def stream(
         on_error=metrics.error,
         batches=batches,
         window=window,
+        sibling_ports=state.settings.sibling_ports,
     )
     return FrameStreamResponse(
         frames,

@@ -15,6 +15,7 @@ ends, then answers 408 and closes. (Bodies have their pace: ``peers.BodyDeadline
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -133,9 +134,13 @@ def server_config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn
 class DrainingServer(uvicorn.Server):
     """A ``uvicorn.Server`` whose shutdown first asks the app's streams to go away."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_exit: Callable[[int], None] | None = None
+    ) -> None:
         super().__init__(config)
         self._app = config.app
+        #: Told of the signal that stops this server (``siblings.Siblings.signal``).
+        self._on_exit = on_exit
 
     def drain(self) -> None:
         """Tell open streams to send go-away frames (what a stop does first)."""
@@ -145,4 +150,6 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.drain()
+        if self._on_exit is not None:
+            self._on_exit(sig)
         super().handle_exit(sig, frame)

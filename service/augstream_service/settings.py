@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     #: A batch's samples go to the workers that own them, one message each way per worker,
     #: so fewer workers with more threads cost the server process fewer messages per batch.
     worker_threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    #: Server processes on this box (``augstream serve --servers``), on consecutive ports,
+    #: each with its share of the threads, worker processes, caches and memory budget; a
+    #: client spreads each stream over all of them (``siblings``). 1: this process alone.
+    servers: Annotated[int, Field(ge=1, le=64)] = 1
+    #: The ports of this box's server processes, this one's among them (``serve --servers``
+    #: sets it), told at ``GET /v1/server`` so clients spread streams over them.
+    sibling_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list)
     prefetch: Annotated[int, Field(ge=1, le=64)] = 4
     max_streams: Annotated[int, Field(ge=1)] = 64
     #: Streams one API key (or, without keys, one client address) may run at once.
