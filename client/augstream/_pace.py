@@ -21,17 +21,20 @@ class Paces:
     def __init__(self) -> None:
         self._pace: dict[int, float] = {}
         self._last: dict[int, float] = {}
+        #: The grant each worker delivered its last batch of.
+        self._grant: dict[int, int] = {}
         #: Recent times a grant waited for its next batch, across workers.
         self._waits: deque[float] = deque(maxlen=64)
 
-    def started(self, worker: int, now: float) -> None:
-        """The worker has work again: its pace counts from now, not from its idle time."""
-        self._last[worker] = now
-
-    def delivered(self, worker: int, arrived: float) -> None:
-        """The worker delivered a batch at ``arrived``."""
+    def delivered(self, worker: int, arrived: float, grant: int = 0) -> None:
+        """The worker delivered a batch of ``grant`` at ``arrived``. Only batches of one
+        grant in a row count: the gap before a grant's first batch is its request and the
+        consumer's pace (a full window), not the replica's."""
         last = self._last.get(worker)
         self._last[worker] = arrived
+        if self._grant.get(worker) != grant:
+            last = None
+        self._grant[worker] = grant
         if last is not None:
             interval = arrived - last
             pace = self._pace.get(worker)
@@ -44,6 +47,7 @@ class Paces:
     def forget(self, worker: int) -> None:
         self._pace.pop(worker, None)
         self._last.pop(worker, None)
+        self._grant.pop(worker, None)
 
     def share(self, worker: int, workers: set[int]) -> float:
         """The worker's speed against the fastest of ``workers`` (1: as fast; unknown: 1)."""

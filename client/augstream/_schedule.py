@@ -147,9 +147,6 @@ class Schedule:
                     return None
                 grant = self._next_grant(worker, second)
                 if grant is not None:
-                    if not any(g.worker == worker for g in self._grants.values()):
-                        # Its pace counts from now: time spent without work is not slowness.
-                        self._paces.started(worker, self._clock())
                     self._grants[grant.id] = grant
                     return grant
                 left = None if deadline is None else deadline - self._clock()
@@ -163,7 +160,7 @@ class Schedule:
         while it lies beyond the window. False: the grant is over (done, stolen, or the
         stream closed): stop reading it."""
         with self._cond:
-            self._paces.delivered(grant.worker, self._clock())
+            self._paces.delivered(grant.worker, self._clock(), grant.id)
             while True:
                 if self._closed or self._grants.get(grant.id) is not grant:
                     return False
@@ -305,10 +302,24 @@ class Schedule:
             if self._lone(worker) and not second:
                 self._tail = None if self.end is None else self.end
                 return Grant(worker, tail, self.end, since=self._clock())
+            if limit - tail <= 2 * self.grant_size:
+                # The window is nearly all handed out: the consumer (a trainer slower than
+                # its replicas) sets the pace, and a smaller grant would bring it no batch
+                # sooner, only cost one more request (milliseconds of a server's Python).
+                size = self.grant_size
             stop = min(tail + size, limit)
+            if stop < tail + size and stop != self.end and tail > self.head:
+                # The window has room for a sliver only: as many requests as batches, for
+                # a stream its trainer paces. Wait for room for a whole grant; an overdue
+                # head is still made again meanwhile.
+                return None if second else self._duplicate(worker)
             self._tail = stop
             return Grant(worker, tail, stop, since=self._clock())
         if second:
+            return None
+        if tail is not None and (self.end is None or tail < self.end) and self.head in self._ready:
+            # Only the window holds the tail back, and the consumer has its next batch: it
+            # sets the pace, and a stolen half would be one more request for none sooner.
             return None
         # 3. Steal the later half of the busiest grant's unstarted positions.
         stolen = self._steal(worker, limit)

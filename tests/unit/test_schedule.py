@@ -260,3 +260,48 @@ def test_any_mix_of_speeds_failures_and_joins_delivers_every_position_once_in_or
                 grants.pop(0)
         assert schedule.buffered <= schedule.window
     assert taken == list(range(end)), f"seed {seed}: {len(taken)} of {end} positions"
+
+
+def test_a_consumer_slower_than_its_replicas_gets_whole_grants_not_one_request_a_batch() -> None:
+    """The window all handed out and made, the consumer taking one batch at a time: a worker
+    that asks gets no sliver of one batch and steals nothing (each would be a request to
+    its server for a batch no sooner); it gets a whole grant once the window has room."""
+    clock = Clock()
+    schedule = Schedule(0, None, window=16, grant_size=4, clock=clock)
+    for worker in (1, 2):
+        schedule.join(worker)
+    sizes = []
+    for _ in range(200):
+        for worker in (1, 2):
+            for second in (False, True):
+                grant = take(schedule, worker, second)
+                if grant is None:
+                    continue
+                sizes.append(grant.count)
+                for position in range(grant.next, grant.stop or grant.next):
+                    clock.now += 0.001 * worker  # worker 2 half as fast: not slow enough
+                    schedule.deliver(grant, position, position)
+        schedule.take_batch()
+    assert set(sizes) == {4}, sizes
+
+
+def test_a_slow_workers_pace_does_not_count_the_wait_between_its_grants() -> None:
+    """A grant's first batch follows its request (and, the window full, the consumer's
+    pace): only batches of one grant in a row measure a replica."""
+    clock = Clock()
+    schedule = Schedule(0, None, window=8, grant_size=4, clock=clock)
+    for worker in (1, 2):
+        schedule.join(worker)
+    for _ in range(3):
+        for worker in (1, 2):
+            grant = take(schedule, worker)
+            assert grant is not None and grant.stop is not None
+            if worker == 2:
+                clock.now += 5.0  # its request, or a full window: not the replica's pace
+            for position in range(grant.next, grant.stop):
+                clock.now += 0.1
+                schedule.deliver(grant, position, position)
+        for _ in range(8):
+            schedule.take_batch()
+    # Both made a batch every 0.1 s within their grants: the second counts as no slower.
+    assert schedule._paces.share(2, {1, 2}) == pytest.approx(1.0)
