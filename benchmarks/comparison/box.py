@@ -9,17 +9,22 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["box_processes", "wait_for_siblings"]
+__all__ = ["WORKER", "box_processes", "children", "runs", "wait_for_siblings"]
+
+#: What a worker process's command line holds (not multiprocessing's resource tracker's).
+WORKER = b"augstream_service.workers"
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """``pid``'s child processes, whichever of its threads started them."""
     found: list[int] = []
-    for path in glob.glob(f"/proc/{pid}/task/*/children"):  # each thread's children
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
         found += [int(n) for n in Path(path).read_text().split()]
     return sorted(set(found))
 
 
-def _runs(pid: int, what: bytes) -> bool:
+def runs(pid: int, what: bytes) -> bool:
+    """Whether ``pid``'s command line holds ``what``."""
     try:
         return what in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:  # gone meanwhile
@@ -30,9 +35,9 @@ def box_processes(pid: int) -> dict[int, str]:
     """Each process of the box whose first server process is ``pid``, by name: ``server``,
     ``server 2``... then ``worker 1``, ``worker 2``... (not multiprocessing's resource
     trackers)."""
-    servers = [pid, *(c for c in _children(pid) if _runs(c, b"--sibling-ports"))]
+    servers = [pid, *(c for c in children(pid) if runs(c, b"--sibling-ports"))]
     names = {s: "server" if n == 1 else f"server {n}" for n, s in enumerate(servers, 1)}
-    workers = [w for s in servers for w in _children(s) if _runs(w, b"augstream_service.workers")]
+    workers = [w for s in servers for w in children(s) if runs(w, WORKER)]
     names |= {w: f"worker {n}" for n, w in enumerate(workers, 1)}
     return names
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import shutil
@@ -51,7 +50,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .box import box_processes, wait_for_siblings
+from .box import WORKER, box_processes, children, runs, wait_for_siblings
 from .ours import served
 from .process import serve
 from .work import BATCH
@@ -133,18 +132,7 @@ def available() -> bool:
 def server_processes(pid: int) -> list[int]:
     """The server's process id and its worker processes' (those of its children that run
     ``augstream_service.workers``: not multiprocessing's resource tracker)."""
-    children: list[int] = []
-    for path in glob.glob(f"/proc/{pid}/task/*/children"):
-        children += [int(n) for n in Path(path).read_text().split()]
-    workers = []
-    for child in sorted(set(children)):
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:  # gone meanwhile
-            continue
-        if b"augstream_service.workers" in command:
-            workers.append(child)
-    return [pid, *workers]
+    return [pid, *(c for c in children(pid) if runs(c, WORKER))]
 
 
 def held(

@@ -16,6 +16,7 @@ import pytest
 from augstream import Batch, Client, RetryPolicy, Stream
 from augstream_service import Settings, create_app
 from augstream_service.background import BackgroundServer
+from benchmarks.comparison.box import children
 from tests.reliability.conftest import NO_CACHES, ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -77,10 +78,13 @@ def _up(port: int, timeout: float = 60.0) -> None:
     raise AssertionError(f"nothing answers on port {port}")
 
 
-def _children(pid: int) -> list[int]:
-    # Each thread's children are listed under it (a sibling started again is its watcher's).
-    tasks = Path(f"/proc/{pid}/task").iterdir()
-    return sorted(int(c) for task in tasks for c in (task / "children").read_text().split())
+def _box(server_process: type[ServerProcess], root: Path, **env: str) -> tuple[ServerProcess, int]:
+    """``augstream serve --servers 2`` once both its processes answer, and the second's pid."""
+    box = server_process(root, AUGSTREAM_SERVERS="2", **env).start()
+    _up(box.port + 1)
+    assert box.process is not None
+    (sibling,) = children(box.process.pid)
+    return box, sibling
 
 
 def _gone(pid: int, timeout: float = 30.0) -> bool:
@@ -109,8 +113,7 @@ def test_one_stream_is_spread_over_a_boxs_server_processes_as_one_servers_bytes(
     reference: list[Batch],
     counts: dict[str, Any],
 ) -> None:
-    box = server_process(odd_root, AUGSTREAM_SERVERS="2", **NO_CACHES).start()
-    _up(box.port + 1)
+    box, _ = _box(server_process, odd_root, **NO_CACHES)
     infos = [httpx.get(f"http://127.0.0.1:{p}/v1/server").json() for p in (box.port, box.port + 1)]
     assert [info["sibling_ports"] for info in infos] == [[box.port, box.port + 1]] * 2
     # ``--threads 2`` is the box's: one each.
@@ -129,10 +132,7 @@ def test_a_sibling_that_dies_mid_stream_is_started_again_and_a_stop_stops_the_bo
     reference: list[Batch],
     counts: dict[str, Any],
 ) -> None:
-    box = server_process(odd_root, AUGSTREAM_SERVERS="2", **NO_CACHES).start()
-    _up(box.port + 1)
-    assert box.process is not None
-    (sibling,) = _children(box.process.pid)
+    box, sibling = _box(server_process, odd_root, **NO_CACHES)
 
     killed_at = []
 
@@ -147,7 +147,8 @@ def test_a_sibling_that_dies_mid_stream_is_started_again_and_a_stop_stops_the_bo
     assert killed_at, f"the sibling made nothing to be killed during: {made}"
     _same(got, reference)
     _up(box.port + 1)  # started again by the first process
-    (again,) = _children(box.process.pid)
+    assert box.process is not None
+    (again,) = children(box.process.pid)
     assert again != sibling
     counts.update(batches=len(got), made=list(made.values()), killed_at=killed_at[0])
     # A stop of the box (SIGTERM to the process started) stops its siblings too.
@@ -158,9 +159,6 @@ def test_a_sibling_that_dies_mid_stream_is_started_again_and_a_stop_stops_the_bo
 def test_a_sibling_stops_when_the_process_that_started_it_is_killed(
     odd_root: Path, server_process: type[ServerProcess]
 ) -> None:
-    box = server_process(odd_root, AUGSTREAM_SERVERS="2").start()
-    _up(box.port + 1)
-    assert box.process is not None
-    (sibling,) = _children(box.process.pid)
+    box, sibling = _box(server_process, odd_root)
     box.kill(signal.SIGKILL)
     assert _gone(sibling), "a sibling kept serving after the box's first process was killed"
