@@ -33,6 +33,7 @@ from benchmarks.comparison.work import BATCH
 __all__ = ["measure", "report", "settings_for"]
 
 _COLD = {"AUGSTREAM_IMAGE_CACHE_BYTES": "0", "AUGSTREAM_BYTE_CACHE_BYTES": "0"}
+_MODES = ("threads cold", "workers cold", "threads warm", "workers warm")
 
 
 def settings_for(cores: list[int]) -> list[int]:
@@ -52,19 +53,24 @@ def _pinned_server(root: Path, cpus: list[int], processes: int, cold: bool) -> I
         yield server.url
 
 
-def measure(root: Path, cpus: list[int], *, processes: int, cold: bool, seconds: float) -> float:
-    """Images per second one stream gets from a server on ``cpus``."""
+def measure(
+    root: Path, cpus: list[int], *, processes: int, cold: bool, seconds: float
+) -> tuple[float, float]:
+    """Images per second one stream gets from a server on ``cpus``, and the client's CPU
+    share meanwhile (cores' worth, all its threads): near its cores' count, or near one
+    under its GIL, the client rather than the server sets the rate."""
     with _pinned_server(root, cpus, processes, cold) as url:
         stream = served(url)
         per_epoch = -(-len(list(root.rglob("*.jpg"))) // BATCH)
         for _ in range(2 if cold else per_epoch):  # warm: an epoch fills the caches
             next(stream)
-        images, started = 0, time.perf_counter()
+        images, started, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
             images += len(next(stream))
-        rate = images / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        rate, client = images / elapsed, (time.process_time() - cpu) / elapsed
         stream.close()
-    return rate
+    return rate, client
 
 
 def report(rows: list[dict[str, Any]]) -> str:
@@ -76,9 +82,14 @@ def report(rows: list[dict[str, Any]]) -> str:
     first = rows[0]
     for row in rows:
         cells = []
-        for mode in ("threads cold", "workers cold", "threads warm", "workers warm"):
+        for mode in _MODES:
             speedup = row[mode] / first[mode]
             cells.append(f"{row[mode]:,.0f} ({speedup:.2f}x)")
+        lines.append(f"| {row['cores']} | " + " | ".join(cells) + " |")
+    lines += ["", "The client's CPU meanwhile (cores' worth):", ""]
+    lines += ["| cores | " + " | ".join(_MODES) + " |", "|---|---|---|---|---|"]
+    for row in rows:
+        cells = [f"{row[f'{mode} client cpu']:.2f}" for mode in _MODES]
         lines.append(f"| {row['cores']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -108,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                 for processes in (0, count):
                     mode = f"{'workers' if processes else 'threads'} {'cold' if cold else 'warm'}"
                     print(f"{count} cores, {mode} ...", file=sys.stderr, flush=True)
-                    row[mode] = measure(
+                    row[mode], row[f"{mode} client cpu"] = measure(
                         root, server_cpus, processes=processes, cold=cold, seconds=args.seconds
+                    )
+                    print(
+                        f"  {row[mode]:,.0f} images/s, the client {row[f'{mode} client cpu']:.2f}"
+                        " cores",
+                        file=sys.stderr,
+                        flush=True,
                     )
             rows.append(row)
         os.sched_setaffinity(0, allowed)
