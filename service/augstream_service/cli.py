@@ -8,9 +8,12 @@ import contextlib
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .siblings import SIBLING_OPTION
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 __all__ = ["add_serve_arguments", "serve"]
 
@@ -139,6 +142,37 @@ def _tell_trainers(host: str, port: int) -> None:
     )
 
 
+def _bytes(count: int) -> str:
+    if count == 0:
+        return "off"
+    return f"{count / (1 << 30):.1f} GiB" if count >= 1 << 30 else f"{count >> 20} MiB"
+
+
+def sizing(settings: Settings, cores: str) -> str:
+    """What the server sized itself to, and from how many cores (``describe_cores``), for
+    the start-up log: on a big box or in a pod, the first thing an operator checks.
+    ``settings`` are one server process's (``siblings.share``'s with ``--servers``)."""
+    from .settings import worker_threads
+
+    each = f"{settings.threads} {'thread' if settings.threads == 1 else 'threads'}"
+    if settings.processes:
+        threads = worker_threads(settings)
+        plural = "process" if settings.processes == 1 else "processes"
+        each += f", {settings.processes} worker {plural} of {threads} "
+        each += "thread each" if threads == 1 else "threads each"
+    else:
+        each += " making the batches (no worker processes)"
+    servers = len(settings.sibling_ports)
+    who = f"{servers} server processes, each with" if servers > 1 else "this server process:"
+    caches = (
+        f"decoded images {_bytes(settings.image_cache_bytes)}, "
+        f"file bytes {_bytes(settings.byte_cache_bytes)}, "
+        f"finished batches {_bytes(settings.batch_cache_bytes)}"
+    )
+    budget = _bytes(settings.memory_budget_bytes)
+    return f"sized for {cores}: {who} {each}; caches: {caches}; memory budget {budget}"
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     from pydantic import ValidationError
@@ -195,6 +229,7 @@ def serve(args: argparse.Namespace) -> int:
     # them (a no-op when the environment already says what the settings ask).
     restart_with(settings.numerics)
     from .app import create_app
+    from .cores import describe_cores
     from .siblings import Siblings, follow_parent, ports_of, share
 
     try:
@@ -217,6 +252,7 @@ def serve(args: argparse.Namespace) -> int:
     if first:
         _check_folders(app, settings.datasets)
         _tell_trainers(args.host, args.port)
+        logging.getLogger("augstream").info("%s", sizing(settings, describe_cores()))
     if siblings is not None:
         siblings.start()
         logging.getLogger("augstream").info(

@@ -9,7 +9,13 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["CORES_PER_PROCESS", "PROCESSES_FROM", "allowed_cores", "default_processes"]
+__all__ = [
+    "CORES_PER_PROCESS",
+    "PROCESSES_FROM",
+    "allowed_cores",
+    "default_processes",
+    "describe_cores",
+]
 
 #: From this many allowed cores on, a server makes its batches in worker processes: one
 #: process's GIL would otherwise leave most of them idle (docs/performance.md).
@@ -31,13 +37,27 @@ def _quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
+def _affinity() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
 def allowed_cores(root: Path = Path("/sys/fs/cgroup")) -> int:
     """The cores this process may use (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    quota = _quota(root)
+    cores, quota = _affinity(), _quota(root)
+    return cores if quota is None else min(cores, max(1, math.ceil(quota)))
+
+
+def describe_cores(root: Path = Path("/sys/fs/cgroup")) -> str:
+    """Where ``allowed_cores`` comes from, for the server's start-up line: an operator
+    whose pod got fewer threads than the node has cores sees why."""
+    cores, quota = _affinity(), _quota(root)
+    node = os.cpu_count() or cores
+    allowed = allowed_cores(root)
+    parts = [f"CPU affinity {cores} of the machine's {node}"]
     if quota is not None:
-        cores = min(cores or 1, max(1, math.ceil(quota)))
-    return max(1, cores or 1)
+        parts.append(f"CPU quota {quota:g} cores (cgroup)")
+    return f"{allowed} {'core' if allowed == 1 else 'cores'} ({', '.join(parts)})"
 
 
 #: Allowed cores per worker process by default (each runs this many threads): a batch's

@@ -67,7 +67,7 @@ def test_serve_folders_and_a_config_then_stream(
         "--processes",  # the workers build the catalog from the same settings
         "2",
         "--log-level",
-        "warning",
+        "info",
     ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -84,6 +84,13 @@ def test_serve_folders_and_a_config_then_stream(
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     assert process.returncode == 0
+    # What it sized itself to, and from how many cores, is the first thing an operator reads.
+    log = process.stderr.read().decode()  # type: ignore[union-attr]
+    assert re.search(
+        r"sized for \d+ cores? \(CPU affinity \d+ of the machine's \d+.*\): this server "
+        r"process: 1 thread, 2 worker processes of 1 thread each; caches: ",
+        log,
+    ), log
 
 
 @pytest.mark.parametrize(
