@@ -37,3 +37,15 @@ def test_the_core_counts_are_powers_of_two_and_all_of_them() -> None:
     assert settings_for(list(range(12))) == [1, 2, 4, 8, 12]
     assert settings_for(list(range(16))) == [1, 2, 4, 8, 16]
     assert settings_for([0]) == [1]
+
+
+def test_uint8_is_the_benchmark_s_work_without_the_float_rescale() -> None:
+    from augstream_protocol.spec import StreamSpec
+    from benchmarks.comparison.work import SPEC
+    from benchmarks.scaling import UINT8
+
+    floats, uint8 = StreamSpec(dataset="d", **SPEC), StreamSpec(dataset="d", **SPEC | UINT8)
+    assert (floats.output_dtype, uint8.output_dtype) == ("float32", "uint8")
+    assert floats.model_dump(exclude={"rescale", "dtype"}) == uint8.model_dump(
+        exclude={"rescale", "dtype"}
+    )
