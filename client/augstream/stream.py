@@ -26,11 +26,12 @@ import numpy as np
 from augstream_protocol.info import StreamHeader
 from augstream_protocol.numerics import families
 from augstream_protocol.spec import StreamSpec
-from augstream_protocol.wire import COMPACT_REQUEST, BatchFrame, expand
+from augstream_protocol.wire import COMPACT_REQUEST, BatchFrame
 
 from ._connection import RetryPolicy, connect
 from ._discovery import Endpoint, Replicas
 from ._exceptions import StreamClosedError
+from ._expand import EXPANDER
 from ._fleet import Fleet, agreeing, fingerprints, window_for
 from ._recovery import TALLY
 from ._schedule import Schedule
@@ -69,12 +70,14 @@ class Batch:
 
 def _as_batch(decoded: BatchFrame, header: StreamHeader) -> Batch:
     """A received batch as the caller gets it: compact images expanded to the floats asked
-    for (here, in the caller's thread, not the reader's: the floats are allocated where the
-    caller frees them, which lets the allocator reuse their memory; a reader thread's
-    allocations of batches queued ahead come from and go back to the system each time, a
-    page fault per 4 KiB. And the queue holds the compact bytes, a quarter of the floats.)"""
+    for (here, as the caller takes it, not in the reader: the floats are allocated in the
+    caller's thread, where it frees them, which lets the allocator reuse their memory; a
+    reader thread's allocations of batches queued ahead come from and go back to the system
+    each time, a page fault per 4 KiB. And the queue holds the compact bytes, a quarter of
+    the floats. Where the process has cores to spare, a few threads multiply the rows
+    (``_expand``).)"""
     arrays = decoded.arrays
-    x = expand(arrays["x"], header.arrays["x"])
+    x = EXPANDER(arrays["x"], header.arrays["x"])  # on a few cores where there are some
     spec = header.spec
     y: Array | list[Array] | None = arrays.get("y")
     if spec.class_mode == "input":

@@ -181,20 +181,31 @@ def encode_batch(
     return [_prefix(FrameKind.BATCH, length, crc) + head, *parts]
 
 
-def expand(x: np.ndarray[Any, Any], entry: Mapping[str, Any]) -> np.ndarray[Any, Any]:
+def expand(
+    x: np.ndarray[Any, Any],
+    entry: Mapping[str, Any],
+    out: np.ndarray[Any, Any] | None = None,
+) -> np.ndarray[Any, Any]:
     """``x`` as the caller asked for it, given its header entry (``arrays.x``).
 
     A compact ``x`` (``entry["wire"]`` is ``{"dtype": "uint8", "scale": s}``) becomes
     ``float32(x) * float32(s)``: the very operation, in the same precision, that the server
-    would have done, so the result is bit for bit the same.
+    would have done, so the result is bit for bit the same. ``out``: a float32 array of
+    ``x``'s shape to write it into (a part of a batch expanded on another thread), only for
+    a compact ``x``.
     """
     wire = entry.get("wire")
     if wire is None:
+        if out is not None:
+            raise ValueError("out is only for compact images")
         return x
     if x.dtype != np.uint8 or wire.get("dtype") != "uint8" or entry.get("dtype") != "float32":
         raise ProtocolError(f"cannot expand {x.dtype} images sent as {wire!r} to {entry!r}")
     scale = np.float32(wire.get("scale", 1.0))
-    out = np.empty(x.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(x.shape, dtype=np.float32)
+    elif out.shape != x.shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {x.shape}, not {out.dtype} {out.shape}")
     if scale == 1:
         out[...] = x
     else:

@@ -75,10 +75,14 @@ def test_cache_hits_and_cold_reads_give_the_same_bytes(servers: tuple[str, str])
     assert len(cold) == 6  # 10 images, batches of 4, two epochs
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("change", [{}, {"random_resized_crop_scale": (0.5, 1.0)}])
 def test_compact_images_expand_to_the_server_s_floats(
-    servers: tuple[str, str], change: dict[str, Any]
+    servers: tuple[str, str], change: dict[str, Any], threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # 3: each batch's rows expanded on three threads (``augstream._expand``), small as it is.
+    monkeypatch.setattr("augstream._expand.EXPANDER._threads", threads)
+    monkeypatch.setattr("augstream._expand.MIN_FLOAT_BYTES", 0)
     url, spec = servers[0], {**SPEC, **change}
     with Client(url) as client, client.stream(**spec) as stream:
         assert stream.header.arrays["x"]["wire"] == {"dtype": "uint8", "scale": 1 / 255}
