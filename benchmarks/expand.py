@@ -1,7 +1,8 @@
 """How long the client takes to expand a compact batch to float32 on 1, 2, ... threads
 (``augstream._expand.Expander``): the benchmark's batch (32 x 224 x 224 x 3, ``rescale``
-1/255), each thread count in turn per round, medians; the ratio against one thread is the
-point. One thread's time per batch caps what one client process can read as float32.
+1/255), each thread count in turn per round, medians; the speedup against the first count
+given (one thread by default) is the point. One thread's time per batch caps what one
+client process can read as float32.
 
     .venv/bin/python -m benchmarks.expand [--threads 1,2,4] [--rounds 5] [--batches 50]
 """

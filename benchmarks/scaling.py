@@ -13,8 +13,10 @@ speedups against one core are the point; a threads-only server flattens where it
 the limit (``bench --compare --only h`` measures that ceiling), the workers' should not.
 
 One client process has a limit of its own: expanding the compact pixels to float32 (the
-benchmark's ``rescale``) costs it ~2.3 ms per batch of 32 here, so it stops near 10,000
-images/s (a 16-core box's server made that much warm). ``--uint8`` streams the same work as
+benchmark's ``rescale``) costs it ~2 ms per batch of 32 on one thread here, and with the rest
+of its work one client stopped near 10,000 images/s on a 16-core box, before the client
+expanded on several threads (``augstream._expand``; each row of the figures records how
+many it used, from the cores left to it). ``--uint8`` streams the same work as
 uint8 (no ``rescale``: a trainer that rescales in its model), which the client takes as it
 comes, so a bigger box's server, not the one client, sets the rate.
 """
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from augstream._expand import default_threads
 from benchmarks.comparison.dataset import ensure_dataset
 from benchmarks.comparison.ours import served
 from benchmarks.comparison.process import free_port, running
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             server_cpus = allowed[:count]
             # The client on the rest, where there is a rest.
             os.sched_setaffinity(0, allowed[count:] or allowed)
-            row: dict[str, Any] = {"cores": count}
+            row: dict[str, Any] = {"cores": count, "client expand threads": default_threads()}
             for cold in (True, False):
                 for processes in (0, count):
                     mode = f"{'workers' if processes else 'threads'} {'cold' if cold else 'warm'}"

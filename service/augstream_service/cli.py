@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import ipaddress
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,10 +149,15 @@ def _bytes(count: int) -> str:
     return f"{count / (1 << 30):.1f} GiB" if count >= 1 << 30 else f"{count >> 20} MiB"
 
 
-def sizing(settings: Settings, cores: str) -> str:
+#: The settings a server derives from its cores unless they are given.
+SIZED = ("threads", "processes", "worker_threads")
+
+
+def sizing(settings: Settings, cores: str, given: Collection[str] = ()) -> str:
     """What the server sized itself to, and from how many cores (``describe_cores``), for
     the start-up log: on a big box or in a pod, the first thing an operator checks.
-    ``settings`` are one server process's (``siblings.share``'s with ``--servers``)."""
+    ``settings`` are one server process's (``siblings.share``'s with ``--servers``);
+    ``given``: which of ``SIZED`` the command line, environment or config set."""
     from .settings import worker_threads
 
     each = f"{settings.threads} {'thread' if settings.threads == 1 else 'threads'}"
@@ -162,6 +168,9 @@ def sizing(settings: Settings, cores: str) -> str:
         each += "thread each" if threads == 1 else "threads each"
     else:
         each += " making the batches (no worker processes)"
+    told = [name for name in SIZED if name in given]
+    if told:
+        each += f" ({', '.join(told)} as set, not from the cores)"
     servers = len(settings.sibling_ports)
     who = f"{servers} server processes, each with" if servers > 1 else "this server process:"
     caches = (
@@ -237,6 +246,7 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"augstream serve: {exc}") from None
     first = args.sibling_ports is None
+    given = settings.model_fields_set & set(SIZED)  # before share() sets them all
     settings = share(settings, len(ports)).model_copy(update={"sibling_ports": ports})
     configure_logging(args.log_level)
     if not first:
@@ -252,7 +262,7 @@ def serve(args: argparse.Namespace) -> int:
     if first:
         _check_folders(app, settings.datasets)
         _tell_trainers(args.host, args.port)
-        logging.getLogger("augstream").info("%s", sizing(settings, describe_cores()))
+        logging.getLogger("augstream").info("%s", sizing(settings, describe_cores(), given))
     if siblings is not None:
         siblings.start()
         logging.getLogger("augstream").info(

@@ -56,7 +56,8 @@ def describe_cores(root: Path = Path("/sys/fs/cgroup")) -> str:
     allowed = allowed_cores(root)
     parts = [f"CPU affinity {cores} of the machine's {node}"]
     if quota is not None:
-        parts.append(f"CPU quota {quota:g} cores (cgroup)")
+        whole = "" if quota == math.ceil(quota) else ", rounded up"
+        parts.append(f"CPU quota {quota:g} cores (cgroup{whole})")
     return f"{allowed} {'core' if allowed == 1 else 'cores'} ({', '.join(parts)})"
 
 

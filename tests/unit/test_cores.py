@@ -75,8 +75,10 @@ def test_the_start_up_line_says_where_the_core_count_comes_from(tmp_path: Path) 
     plural = "core" if allowed == 1 else "cores"
     assert cores.describe_cores(quota) == (
         f"{allowed} {plural} (CPU affinity {AFFINITY} of the machine's {node}, "
-        "CPU quota 1.5 cores (cgroup))"
+        "CPU quota 1.5 cores (cgroup, rounded up))"
     )
+    whole = _cgroup(tmp_path / "w", {"cpu.max": "100000 100000\n"})
+    assert cores.describe_cores(whole).endswith(", CPU quota 1 cores (cgroup))")
     plural = "core" if AFFINITY == 1 else "cores"
     assert cores.describe_cores(tmp_path / "absent") == (
         f"{AFFINITY} {plural} (CPU affinity {AFFINITY} of the machine's {node})"
@@ -104,6 +106,12 @@ def test_the_start_up_line_gives_one_server_process_s_share() -> None:
         "batches off; memory budget 12.0 GiB"
     )
     alone = Settings(threads=1, processes=0, memory_budget_bytes=1 << 30)
-    assert "this server process: 1 thread making the batches (no worker processes)" in (
+    assert "this server process: 1 thread making the batches (no worker processes);" in (
         sizing(alone, "1 core (...)")
     )
+    # What the operator set is said to be set, so the line does not claim it from the cores.
+    told = sizing(box, "2 cores (...)", given={"processes", "threads", "api_keys"})
+    assert ": this server process: 16 threads, 4 worker processes of 4 threads each (threads, " in (
+        told
+    )
+    assert "each (threads, processes as set, not from the cores); caches:" in told

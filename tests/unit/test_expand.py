@@ -91,3 +91,19 @@ def test_half_the_cores_up_to_four_unless_the_environment_says(
     monkeypatch.setenv(THREADS_VARIABLE, "many")
     with pytest.raises(ValueError, match="AUGSTREAM_EXPAND_THREADS must be a whole number"):
         default_threads()
+
+
+def test_a_shut_down_pool_leaves_the_rows_to_the_caller() -> None:
+    expander, x = Expander(3), _batch(32)
+    expander(x, ENTRY)
+    expander._here().shutdown()  # as at interpreter exit, while a stream still reads
+    assert expander(x, ENTRY).tobytes() == expand(x, ENTRY).tobytes()
+
+
+def test_an_odd_entry_is_refused_before_any_row_is_handed_out() -> None:
+    from augstream_protocol.wire import ProtocolError
+
+    expander = Expander(3)
+    with pytest.raises(ProtocolError, match="cannot expand"):
+        expander(_batch(32), {"dtype": "uint8", "wire": {"dtype": "uint8", "scale": 0.5}})
+    assert expander._pool is None
