@@ -15,7 +15,8 @@ with the pool. At interpreter exit, as with the pool, idle threads end and busy 
 their task and the queue first: a daemon thread stopped at exit inside OpenCV (which
 releases the GIL) aborts the process ("terminate called without an active exception").
 An idle thread holds no reference to its ``Runners``, so one dropped without ``shutdown``
-is collected and its idle threads end (busy ones hold it until the queue is done).
+is collected and its idle threads end (busy ones hold it until the queue is done). A forked
+child starts threads of its own and leaves its parent's alone (``_after_fork``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,27 @@ def _at_exit() -> None:
 # Called before non-daemon threads are joined (atexit runs after: idle threads would keep
 # the interpreter waiting in os.read); ThreadPoolExecutor ends its threads the same way.
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+
+
+def _after_fork() -> None:
+    """In a forked child: every ``Runners`` inherited has none of its threads, only their
+    wake pipes, shared with the parent. Waking one would wake the parent's thread (and the
+    child's exit, which ends idle threads, ended the parent's: its next task then went to a
+    closed pipe). So the child forgets them, closes its copies of the pipes, and starts
+    threads of its own as its tasks need them; the parent's queued tasks are not its own."""
+    for runners in list(_live):
+        # In place (the finalizer holds it too): a thread that held it is not in the child.
+        runners._lock._at_fork_reinit()  # type: ignore[attr-defined]
+        for runner in runners._idle:
+            os.close(runner.wake_read)
+            os.close(runner.wake_write)
+        runners._idle.clear()  # in place: the finalizer holds this list
+        runners._threads.clear()
+        runners._queued.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _end_idle(lock: threading.Lock, idle: list[_Runner]) -> None:

@@ -4,6 +4,7 @@ order, raise on their futures, end on shutdown; an idle thread keeps nothing of 
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import CancelledError
+from typing import Any
 
 import pytest
 
@@ -214,3 +216,43 @@ def test_a_failed_task_s_arguments_go_with_its_future_without_a_collection() -> 
     finally:
         gc.enable()
         runners.shutdown()
+
+
+def _nothing() -> None:
+    """A forked child's work: none; it exits as multiprocessing's children do, through
+    ``threading._shutdown`` (which runs the atexit hooks of threading)."""
+
+
+def test_a_forked_child_leaves_its_parent_s_threads_alone() -> None:
+    # The child inherits the parent's Runners and their threads' wake pipes, not the threads:
+    # ending them at its exit wrote to the parent's pipes and ended the parent's idle thread,
+    # whose next task then went to a closed pipe (EBADF) or, its number reused, another file.
+    runners = Runners(1, "forked")
+    assert runners.submit(lambda: 1).result(timeout=10) == 1  # its thread now idle
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_nothing)
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    time.sleep(0.2)  # time for a thread woken by the child to end
+    assert runners.submit(lambda: 2).result(timeout=10) == 2
+    assert [t.name for t in threading.enumerate()].count("forked_0") == 1
+    runners.shutdown()
+
+
+def _submit_in_child(runners: Runners, queue: Any) -> None:
+    queue.put(runners.submit(lambda: os.getpid()).result(timeout=30) == os.getpid())
+
+
+def test_a_forked_child_runs_its_own_tasks_on_threads_of_its_own() -> None:
+    runners = Runners(2, "inherited")
+    assert runners.submit(lambda: 1).result(timeout=10) == 1
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_submit_in_child, args=(runners, queue))
+    child.start()
+    assert queue.get(timeout=60) is True
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert runners.submit(lambda: 3).result(timeout=10) == 3
+    runners.shutdown()
