@@ -4,7 +4,6 @@ caller's thread; a forked child expands with a pool of its own."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from augstream._expand import MIN_FLOAT_BYTES, THREADS_VARIABLE, Expander, default_threads
 from augstream_protocol.wire import expand
+from tests.forked import in_forked_child
 
 ENTRY: dict[str, Any] = {"dtype": "float32", "wire": {"dtype": "uint8", "scale": 1 / 255}}
 
@@ -62,21 +62,15 @@ def test_out_must_fit_and_is_only_for_compact_images() -> None:
         expand(x, {"dtype": "uint8"}, np.empty(x.shape, np.float32))
 
 
-def _in_child(expander: Expander, queue: Any) -> None:
+def _in_child(expander: Expander) -> bool:
     x = _batch(32, seed=1)
-    queue.put(expander(x, ENTRY).tobytes() == expand(x, ENTRY).tobytes())
+    return expander(x, ENTRY).tobytes() == expand(x, ENTRY).tobytes()
 
 
 def test_a_forked_child_expands_with_a_pool_of_its_own() -> None:
     expander = Expander(3)
     expander(_batch(32), ENTRY)  # the parent's pool exists, with its threads
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_in_child, args=(expander, queue))
-    child.start()
-    assert queue.get(timeout=60) is True
-    child.join(timeout=60)
-    assert child.exitcode == 0
+    assert in_forked_child(_in_child, expander) is True
     expander.close()
 
 

@@ -4,7 +4,6 @@ order, raise on their futures, end on shutdown; an idle thread keeps nothing of 
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -12,11 +11,11 @@ import threading
 import time
 import weakref
 from concurrent.futures import CancelledError
-from typing import Any
 
 import pytest
 
 from augstream_service.runners import Runners
+from tests.forked import in_forked_child
 
 
 def test_tasks_run_on_named_threads_and_give_their_results() -> None:
@@ -155,6 +154,7 @@ import time
 import cv2
 import numpy as np
 from augstream_service.runners import Runners
+from tests.forked import in_forked_child
 
 cv2.setNumThreads(1)
 runners = Runners(2)
@@ -229,30 +229,20 @@ def test_a_forked_child_leaves_its_parent_s_threads_alone() -> None:
     # whose next task then went to a closed pipe (EBADF) or, its number reused, another file.
     runners = Runners(1, "forked")
     assert runners.submit(lambda: 1).result(timeout=10) == 1  # its thread now idle
-    context = multiprocessing.get_context("fork")
-    child = context.Process(target=_nothing)
-    child.start()
-    child.join(timeout=60)
-    assert child.exitcode == 0
+    in_forked_child(_nothing)
     time.sleep(0.2)  # time for a thread woken by the child to end
     assert runners.submit(lambda: 2).result(timeout=10) == 2
     assert [t.name for t in threading.enumerate()].count("forked_0") == 1
     runners.shutdown()
 
 
-def _submit_in_child(runners: Runners, queue: Any) -> None:
-    queue.put(runners.submit(lambda: os.getpid()).result(timeout=30) == os.getpid())
+def _submit_in_child(runners: Runners) -> bool:
+    return runners.submit(lambda: os.getpid()).result(timeout=30) == os.getpid()
 
 
 def test_a_forked_child_runs_its_own_tasks_on_threads_of_its_own() -> None:
     runners = Runners(2, "inherited")
     assert runners.submit(lambda: 1).result(timeout=10) == 1
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_submit_in_child, args=(runners, queue))
-    child.start()
-    assert queue.get(timeout=60) is True
-    child.join(timeout=60)
-    assert child.exitcode == 0
+    assert in_forked_child(_submit_in_child, runners, timeout=40) is True
     assert runners.submit(lambda: 3).result(timeout=10) == 3
     runners.shutdown()
