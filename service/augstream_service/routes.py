@@ -27,6 +27,7 @@ from .pipeline import make_plan
 from .producer import FrameStreamResponse, stream_frames
 from .resolve import resolve_samples
 from .scheduler import STREAMS
+from .settings import sizing
 from .shared import listing_generation, stream_identity
 from .state import State
 from .uploads import UnknownArrayError
@@ -167,6 +168,7 @@ def server_info(state: State) -> dict[str, Any]:
         "workers": state.fair.figures() if state.fair is not None else None,
         "active_streams": state.slots.active,
         "sibling_ports": settings.sibling_ports,
+        "sizing": sizing(settings),
         "skipped_samples": state.metrics.skipped_counts(),
         "numerics": fingerprint(),
         "libraries": libraries(),

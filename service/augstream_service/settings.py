@@ -20,7 +20,7 @@ from .cores import allowed_cores, default_processes
 from .limits import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from .memory import default_budget
 
-__all__ = ["Settings", "load_settings", "worker_threads"]
+__all__ = ["Settings", "load_settings", "sizing", "worker_threads"]
 
 
 def _default_upload_dir() -> Path:
@@ -194,3 +194,17 @@ def worker_threads(settings: Settings) -> int:
     if settings.worker_threads is not None:
         return settings.worker_threads
     return max(1, -(-settings.threads // max(1, settings.processes)))
+
+
+def sizing(settings: Settings) -> dict[str, Any]:
+    """What this server process runs with, for ``GET /v1/server``: the cores it may use (its
+    affinity and the container's quota), its threads and worker processes, and how many
+    server processes share the box (``--servers``), so that an operator can check a running
+    pod's as well as its start-up line."""
+    return {
+        "allowed_cores": allowed_cores(),
+        "threads": settings.threads,
+        "processes": settings.processes,
+        "worker_threads": worker_threads(settings) if settings.processes else None,
+        "servers": max(1, len(settings.sibling_ports)),
+    }

@@ -53,6 +53,10 @@ def test_a_client_given_one_port_streams_from_the_boxs_servers_that_answer(
     a, b, _, other = box
     info = httpx.get(f"http://127.0.0.1:{a}/v1/server", headers={"Authorization": f"Bearer {KEY}"})
     assert info.json()["sibling_ports"] == [a, b, box[2]]
+    # What it runs with, for an operator checking a running server (here: set by the test).
+    sizing = info.json()["sizing"]
+    assert (sizing["threads"], sizing["processes"], sizing["worker_threads"]) == (1, 0, None)
+    assert sizing["servers"] == 3 and sizing["allowed_cores"] >= 1
     with Client(f"http://127.0.0.1:{a}", api_key=KEY) as client:
         # Nothing is asked before a stream (a server alone costs no request more)...
         assert [httpx.URL(e.address).port for e in client._replicas.endpoints()] == [a]

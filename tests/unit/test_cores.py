@@ -115,3 +115,13 @@ def test_the_start_up_line_gives_one_server_process_s_share() -> None:
         told
     )
     assert "each (threads, processes as set, not from the cores); caches:" in told
+
+
+def test_v1_server_reports_the_worker_threads_only_with_worker_processes() -> None:
+    from augstream_service.settings import Settings, sizing
+
+    assert sizing(Settings(threads=8, processes=2, sibling_ports=[1, 2])) == {
+        "allowed_cores": cores.allowed_cores(), "threads": 8, "processes": 2,
+        "worker_threads": 4, "servers": 2,
+    }  # fmt: skip
+    assert sizing(Settings(threads=2, processes=0))["worker_threads"] is None
