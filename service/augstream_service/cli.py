@@ -153,25 +153,28 @@ def _bytes(count: int) -> str:
 SIZED = ("threads", "processes", "worker_threads")
 
 
-def sizing(settings: Settings, cores: str, given: Collection[str] = ()) -> str:
-    """What the server sized itself to, and from how many cores (``describe_cores``), for
-    the start-up log: on a big box or in a pod, the first thing an operator checks.
-    ``settings`` are one server process's (``siblings.share``'s with ``--servers``);
-    ``given``: which of ``SIZED`` the command line, environment or config set."""
-    from .settings import worker_threads
+def sizing_line(settings: Settings, cores: str, given: Collection[str] = ()) -> str:
+    """What the server sized itself to (``settings.sizing``, as ``GET /v1/server`` gives
+    it), and from how many cores (``describe_cores``), for the start-up log: on a big box or
+    in a pod, the first thing an operator checks. ``settings`` are one server process's
+    (``siblings.share``'s with ``--servers``); ``given``: which of ``SIZED`` the command
+    line, environment or config set."""
+    from .settings import sizing
 
-    each = f"{settings.threads} {'thread' if settings.threads == 1 else 'threads'}"
-    if settings.processes:
-        threads = worker_threads(settings)
-        plural = "process" if settings.processes == 1 else "processes"
-        each += f", {settings.processes} worker {plural} of {threads} "
-        each += "thread each" if threads == 1 else "threads each"
+    figures = sizing(settings)
+    threads, processes = figures["threads"], figures["processes"]
+    each = f"{threads} {'thread' if threads == 1 else 'threads'}"
+    if processes:
+        per = figures["worker_threads"]
+        plural = "process" if processes == 1 else "processes"
+        each += f", {processes} worker {plural} of {per} "
+        each += "thread each" if per == 1 else "threads each"
     else:
         each += " making the batches (no worker processes)"
     told = [name for name in SIZED if name in given]
     if told:
         each += f" ({', '.join(told)} as set, not from the cores)"
-    servers = len(settings.sibling_ports)
+    servers = figures["servers"]
     who = f"{servers} server processes, each with" if servers > 1 else "this server process:"
     caches = (
         f"decoded images {_bytes(settings.image_cache_bytes)}, "
@@ -262,7 +265,7 @@ def serve(args: argparse.Namespace) -> int:
     if first:
         _check_folders(app, settings.datasets)
         _tell_trainers(args.host, args.port)
-        logging.getLogger("augstream").info("%s", sizing(settings, describe_cores(), given))
+        logging.getLogger("augstream").info("%s", sizing_line(settings, describe_cores(), given))
     if siblings is not None:
         siblings.start()
         logging.getLogger("augstream").info(

@@ -42,10 +42,13 @@ def _affinity() -> int:
     return max(1, cores or 1)
 
 
+def _allowed(cores: int, quota: float | None) -> int:
+    return cores if quota is None else min(cores, max(1, math.ceil(quota)))
+
+
 def allowed_cores(root: Path = Path("/sys/fs/cgroup")) -> int:
     """The cores this process may use (at least 1)."""
-    cores, quota = _affinity(), _quota(root)
-    return cores if quota is None else min(cores, max(1, math.ceil(quota)))
+    return _allowed(_affinity(), _quota(root))
 
 
 def describe_cores(root: Path = Path("/sys/fs/cgroup")) -> str:
@@ -53,7 +56,7 @@ def describe_cores(root: Path = Path("/sys/fs/cgroup")) -> str:
     whose pod got fewer threads than the node has cores sees why."""
     cores, quota = _affinity(), _quota(root)
     node = os.cpu_count() or cores
-    allowed = allowed_cores(root)
+    allowed = _allowed(cores, quota)
     parts = [f"CPU affinity {cores} of the machine's {node}"]
     if quota is not None:
         whole = "" if quota == math.ceil(quota) else ", rounded up"

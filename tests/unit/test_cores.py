@@ -86,7 +86,7 @@ def test_the_start_up_line_says_where_the_core_count_comes_from(tmp_path: Path) 
 
 
 def test_the_start_up_line_gives_one_server_process_s_share() -> None:
-    from augstream_service.cli import sizing
+    from augstream_service.cli import sizing_line
     from augstream_service.settings import Settings
     from augstream_service.siblings import share
 
@@ -94,23 +94,23 @@ def test_the_start_up_line_gives_one_server_process_s_share() -> None:
         threads=16, processes=4, image_cache_bytes=2 << 30, byte_cache_bytes=512 << 20,
         batch_cache_bytes=0, memory_budget_bytes=48 << 30,
     )  # fmt: skip
-    assert sizing(box, "16 cores (...)") == (
+    assert sizing_line(box, "16 cores (...)") == (
         "sized for 16 cores (...): this server process: 16 threads, 4 worker processes of 4 "
         "threads each; caches: decoded images 2.0 GiB, file bytes 512 MiB, finished batches "
         "off; memory budget 48.0 GiB"
     )
     each = share(box, 4).model_copy(update={"sibling_ports": [8080, 8081, 8082, 8083]})
-    assert sizing(each, "16 cores (...)") == (
+    assert sizing_line(each, "16 cores (...)") == (
         "sized for 16 cores (...): 4 server processes, each with 4 threads, 1 worker process "
         "of 4 threads each; caches: decoded images 512 MiB, file bytes 128 MiB, finished "
         "batches off; memory budget 12.0 GiB"
     )
     alone = Settings(threads=1, processes=0, memory_budget_bytes=1 << 30)
     assert "this server process: 1 thread making the batches (no worker processes);" in (
-        sizing(alone, "1 core (...)")
+        sizing_line(alone, "1 core (...)")
     )
     # What the operator set is said to be set, so the line does not claim it from the cores.
-    told = sizing(box, "2 cores (...)", given={"processes", "threads", "api_keys"})
+    told = sizing_line(box, "2 cores (...)", given={"processes", "threads", "api_keys"})
     assert ": this server process: 16 threads, 4 worker processes of 4 threads each (threads, " in (
         told
     )
